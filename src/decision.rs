@@ -1,0 +1,398 @@
+//! The request flow: rule → token → provider → verification → [`Decision`].
+//!
+//! [`authenticate`] is the whole of the filter's judgement, as a pure function of the
+//! configuration, the request and the time. Every way a request can be refused is one
+//! [`Denial`], and [`Denial::response`] is the one place that turns it into a status, a
+//! `WWW-Authenticate` challenge (RFC 6750 §3) and a JSON body.
+
+use serde_json::json;
+
+use crate::config::{Config, PathMatch, ProviderIndex, Rule, RuleAction};
+use crate::token::{self, ExtractError, MalformedToken, Request};
+use crate::upstream::UpstreamEdits;
+use crate::verify::{self, Rejection, UnixSeconds};
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allowed),
+    Deny(Denial),
+}
+
+/// An allowed request: who the caller is and how to edit the request for the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// The provider that vouched for the caller; `None` on an anonymous route.
+    pub provider: Option<String>,
+    /// The verified `sub` claim.
+    pub subject: Option<String>,
+    pub edits: UpstreamEdits,
+}
+
+/// Why a request is refused. Each variant maps to one response and one stat counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// No token in any source the matched rule accepts.
+    MissingToken,
+    /// Tokens in more than one place.
+    MultipleTokens,
+    /// A path with dot segments, `//`, backslashes or encoded `/`, `\` or `.`: rules could not
+    /// match it the way the upstream will resolve it.
+    UnnormalizedPath,
+    Malformed(MalformedToken),
+    /// `iss` absent, not a string, or no provider has it.
+    UnknownIssuer,
+    /// A provider has the issuer, but the matched rule does not accept that provider.
+    IssuerNotAccepted,
+    /// The token was found where its provider does not put tokens.
+    WrongTokenSource,
+    Rejected(Rejection),
+}
+
+/// The stable, machine-readable name of a denial: response bodies, stats and filter state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    MissingToken,
+    MultipleTokens,
+    UnnormalizedPath,
+    TokenTooLarge,
+    MalformedToken,
+    NonCanonicalBase64,
+    MalformedJson,
+    DuplicateJsonMember,
+    CriticalHeader,
+    UnencodedPayload,
+    MalformedHeader,
+    UnsupportedAlgorithm,
+    UnknownIssuer,
+    IssuerNotAccepted,
+    WrongTokenSource,
+    TokenTypeNotAllowed,
+    AlgorithmNotAllowed,
+    MissingClaim,
+    InvalidClaim,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    LifetimeTooLong,
+    AudienceMismatch,
+    UnknownKeyId,
+    NoCompatibleKey,
+    BadSignature,
+}
+
+impl Reason {
+    /// Every reason, so the adapter can create one counter per reason up front.
+    pub const ALL: [Reason; 27] = [
+        Reason::MissingToken,
+        Reason::MultipleTokens,
+        Reason::UnnormalizedPath,
+        Reason::TokenTooLarge,
+        Reason::MalformedToken,
+        Reason::NonCanonicalBase64,
+        Reason::MalformedJson,
+        Reason::DuplicateJsonMember,
+        Reason::CriticalHeader,
+        Reason::UnencodedPayload,
+        Reason::MalformedHeader,
+        Reason::UnsupportedAlgorithm,
+        Reason::UnknownIssuer,
+        Reason::IssuerNotAccepted,
+        Reason::WrongTokenSource,
+        Reason::TokenTypeNotAllowed,
+        Reason::AlgorithmNotAllowed,
+        Reason::MissingClaim,
+        Reason::InvalidClaim,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::IssuedInFuture,
+        Reason::LifetimeTooLong,
+        Reason::AudienceMismatch,
+        Reason::UnknownKeyId,
+        Reason::NoCompatibleKey,
+        Reason::BadSignature,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "missing_token",
+            Reason::MultipleTokens => "multiple_tokens",
+            Reason::UnnormalizedPath => "unnormalized_path",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::MalformedToken => "malformed_token",
+            Reason::NonCanonicalBase64 => "non_canonical_base64",
+            Reason::MalformedJson => "malformed_json",
+            Reason::DuplicateJsonMember => "duplicate_json_member",
+            Reason::CriticalHeader => "critical_header",
+            Reason::UnencodedPayload => "unencoded_payload",
+            Reason::MalformedHeader => "malformed_header",
+            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
+            Reason::UnknownIssuer => "unknown_issuer",
+            Reason::IssuerNotAccepted => "issuer_not_accepted",
+            Reason::WrongTokenSource => "wrong_token_source",
+            Reason::TokenTypeNotAllowed => "token_type_not_allowed",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::MissingClaim => "missing_claim",
+            Reason::InvalidClaim => "invalid_claim",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInFuture => "issued_in_future",
+            Reason::LifetimeTooLong => "lifetime_too_long",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::UnknownKeyId => "unknown_key_id",
+            Reason::NoCompatibleKey => "no_compatible_key",
+            Reason::BadSignature => "bad_signature",
+        }
+    }
+
+    /// A short human explanation, safe inside an RFC 6750 `error_description` (no `"` or `\`).
+    pub fn description(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "a bearer token is required",
+            Reason::MultipleTokens => "the request carries more than one token",
+            Reason::UnnormalizedPath => "the request path is not normalized",
+            Reason::TokenTooLarge => "the token is too large",
+            Reason::MalformedToken => "the token is not a compact JWS of three segments",
+            Reason::NonCanonicalBase64 => "a token segment is not canonical base64url",
+            Reason::MalformedJson => "the token header or payload is not a JSON object",
+            Reason::DuplicateJsonMember => "the token header or payload repeats a member name",
+            Reason::CriticalHeader => "the token has critical header extensions",
+            Reason::UnencodedPayload => "unencoded payloads are not accepted",
+            Reason::MalformedHeader => "the token header has a missing or mistyped member",
+            Reason::UnsupportedAlgorithm => "the token algorithm is not supported",
+            Reason::UnknownIssuer => "the token issuer is not known",
+            Reason::IssuerNotAccepted => "the token issuer is not accepted for this route",
+            Reason::WrongTokenSource => "the token was sent where its issuer does not send tokens",
+            Reason::TokenTypeNotAllowed => "the token type is not accepted",
+            Reason::AlgorithmNotAllowed => "the token algorithm is not allowed",
+            Reason::MissingClaim => "the token lacks a required claim",
+            Reason::InvalidClaim => "a token claim has an invalid value",
+            Reason::Expired => "the token has expired",
+            Reason::NotYetValid => "the token is not valid yet",
+            Reason::IssuedInFuture => "the token is issued in the future",
+            Reason::LifetimeTooLong => "the token lifetime exceeds the allowed maximum",
+            Reason::AudienceMismatch => "the token audience is not accepted",
+            Reason::UnknownKeyId => "the token key id is not known",
+            Reason::NoCompatibleKey => "no key can verify the token algorithm",
+            Reason::BadSignature => "the token signature is invalid",
+        }
+    }
+}
+
+/// A response to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Denial {
+    pub fn reason(&self) -> Reason {
+        match self {
+            Denial::MissingToken => Reason::MissingToken,
+            Denial::MultipleTokens => Reason::MultipleTokens,
+            Denial::UnnormalizedPath => Reason::UnnormalizedPath,
+            Denial::Malformed(malformed) => match malformed {
+                MalformedToken::TooLarge => Reason::TokenTooLarge,
+                MalformedToken::SegmentCount => Reason::MalformedToken,
+                MalformedToken::NonCanonicalBase64 => Reason::NonCanonicalBase64,
+                MalformedToken::NotJsonObject => Reason::MalformedJson,
+                MalformedToken::DuplicateMember => Reason::DuplicateJsonMember,
+                MalformedToken::CriticalHeader => Reason::CriticalHeader,
+                MalformedToken::UnencodedPayload => Reason::UnencodedPayload,
+                MalformedToken::BadHeaderMember => Reason::MalformedHeader,
+                MalformedToken::UnsupportedAlgorithm => Reason::UnsupportedAlgorithm,
+            },
+            Denial::UnknownIssuer => Reason::UnknownIssuer,
+            Denial::IssuerNotAccepted => Reason::IssuerNotAccepted,
+            Denial::WrongTokenSource => Reason::WrongTokenSource,
+            Denial::Rejected(rejection) => match rejection {
+                Rejection::TokenTypeNotAllowed => Reason::TokenTypeNotAllowed,
+                Rejection::AlgorithmNotAllowed => Reason::AlgorithmNotAllowed,
+                Rejection::MissingClaim(_) => Reason::MissingClaim,
+                Rejection::InvalidClaim(_) => Reason::InvalidClaim,
+                Rejection::Expired => Reason::Expired,
+                Rejection::NotYetValid => Reason::NotYetValid,
+                Rejection::IssuedInFuture => Reason::IssuedInFuture,
+                Rejection::LifetimeTooLong => Reason::LifetimeTooLong,
+                Rejection::AudienceMismatch => Reason::AudienceMismatch,
+                Rejection::UnknownKeyId => Reason::UnknownKeyId,
+                Rejection::NoCompatibleKey => Reason::NoCompatibleKey,
+                Rejection::BadSignature => Reason::BadSignature,
+            },
+        }
+    }
+
+    /// The claim a `missing_claim`/`invalid_claim` denial is about.
+    pub fn claim(&self) -> Option<&str> {
+        match self {
+            Denial::Rejected(Rejection::MissingClaim(claim)) => Some(claim),
+            Denial::Rejected(Rejection::InvalidClaim(claim)) => Some(claim),
+            _ => None,
+        }
+    }
+
+    /// The one response for this denial:
+    /// - no token: `401` with a bare `Bearer realm` challenge (RFC 6750 §3.1: no error code
+    ///   when the request lacks authentication information);
+    /// - a malformed request (two tokens, unnormalized path): `400` with `invalid_request`;
+    /// - any token problem: `401` with `invalid_token` and a short `error_description`.
+    pub fn response(&self, realm: &str) -> Response {
+        let reason = self.reason();
+        let (status, error) = match self {
+            Denial::MissingToken => (401, None),
+            Denial::MultipleTokens | Denial::UnnormalizedPath => (400, Some("invalid_request")),
+            _ => (401, Some("invalid_token")),
+        };
+        let challenge = match error {
+            None => format!("Bearer realm=\"{realm}\""),
+            Some(error) => format!(
+                "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
+                reason.description()
+            ),
+        };
+        let mut body = json!({
+            "error": error.unwrap_or("unauthorized"),
+            "reason": reason.as_str(),
+            "description": reason.description(),
+        });
+        if let (Some(claim), Some(object)) = (self.claim(), body.as_object_mut()) {
+            object.insert("claim".to_owned(), json!(claim));
+        }
+        Response {
+            status,
+            headers: vec![
+                ("www-authenticate".to_owned(), challenge),
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("cache-control".to_owned(), "no-store".to_owned()),
+            ],
+            body: body.to_string(),
+        }
+    }
+}
+
+impl From<MalformedToken> for Denial {
+    fn from(malformed: MalformedToken) -> Denial {
+        Denial::Malformed(malformed)
+    }
+}
+
+impl From<Rejection> for Denial {
+    fn from(rejection: Rejection) -> Denial {
+        Denial::Rejected(rejection)
+    }
+}
+
+/// Decides what to do with `request` at time `now`.
+pub fn authenticate(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Decision {
+    match decide(config, request, now) {
+        Ok(allowed) => Decision::Allow(allowed),
+        Err(denial) => Decision::Deny(denial),
+    }
+}
+
+fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Allowed, Denial> {
+    let path = request.path_only();
+    if !is_normalized(path) {
+        return Err(Denial::UnnormalizedPath);
+    }
+    let mut edits = UpstreamEdits::removing_identity_headers(config);
+    let rule = config
+        .rules
+        .iter()
+        .find(|rule| rule_matches(rule, request.method, path));
+    // No rule matched: deny by default, i.e. a valid token from any provider is required.
+    let (accepted, sources): (Option<&[ProviderIndex]>, _) = match rule {
+        Some(Rule {
+            action: RuleAction::AllowAnonymous,
+            ..
+        }) => {
+            return Ok(Allowed {
+                provider: None,
+                subject: None,
+                edits,
+            })
+        }
+        Some(Rule {
+            action: RuleAction::RequireToken(providers),
+            token_sources,
+            ..
+        }) => (Some(providers.as_slice()), token_sources.as_slice()),
+        None => (None, config.token_sources.as_slice()),
+    };
+
+    let found = match token::extract(request, sources) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(Denial::MissingToken),
+        Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens),
+    };
+    let untrusted = token::parse(found.value, config.max_token_bytes)?;
+    let provider_index = untrusted
+        .claims
+        .get("iss")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|issuer| config.provider_by_issuer(issuer))
+        .ok_or(Denial::UnknownIssuer)?;
+    if accepted.is_some_and(|accepted| !accepted.contains(&provider_index)) {
+        return Err(Denial::IssuerNotAccepted);
+    }
+    let provider = config
+        .providers
+        .get(provider_index)
+        .ok_or(Denial::UnknownIssuer)?;
+    if !provider.token_sources.contains(found.source) {
+        return Err(Denial::WrongTokenSource);
+    }
+    let verified = verify::verify(untrusted, provider_index, provider, now)?;
+
+    edits.add_identity(provider, &verified);
+    if !provider.forward_token {
+        edits.strip_token(request, &found);
+    }
+    Ok(Allowed {
+        provider: Some(provider.name.clone()),
+        subject: verified.subject,
+        edits,
+    })
+}
+
+fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
+    let path_matches = match &rule.path {
+        PathMatch::Any => true,
+        PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+        PathMatch::Exact(exact) => path == exact,
+    };
+    path_matches
+        && rule
+            .methods
+            .as_ref()
+            .is_none_or(|methods| methods.iter().any(|allowed| allowed == method))
+}
+
+/// Whether `path` (without query) is in the form rules can safely match: no empty, `.` or `..`
+/// segments, no backslash, and no percent-encoded `/`, `\` or `.` that the upstream might
+/// decode into one. Envoy's `normalize_path`, `merge_slashes` and
+/// `path_with_escaped_slashes_action` produce such paths; this check makes a host that does not
+/// fail closed instead of letting `/public/../admin` match a `/public` rule.
+pub fn is_normalized(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e"]
+        .iter()
+        .any(|escape| lower.contains(escape))
+    {
+        return false;
+    }
+    // The first segment is the empty one before the leading `/`.
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let is_last = segments.peek().is_none();
+        if segment == "." || segment == ".." || (segment.is_empty() && !is_last) {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,143 @@
+//! The proxy-wasm adapter: the only module that talks to the host.
+//!
+//! It reads the plugin configuration into a [`Config`] once per configure, creates one
+//! counter per outcome, and for each request hands the headers and the host clock to
+//! [`crate::decision::authenticate`], then applies the [`crate::decision::Decision`]: edit and
+//! continue, or send the denial's response. Nothing here decides anything.
+//!
+//! The SDK's `Context` helper methods `unwrap` host errors; this module calls
+//! [`proxy_wasm::hostcalls`] directly and handles every `Result` instead.
+
+mod http;
+mod stats;
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use crate::config::Config;
+
+use self::http::AuthnHttpContext;
+use self::stats::Stats;
+
+/// The module's entry point. `main!` expands to an `unsafe` call of the WASI constructors,
+/// the crate's only `unsafe`, hence the scoped allowance.
+#[allow(unsafe_code)]
+mod entry {
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::traits::RootContext;
+    use proxy_wasm::types::LogLevel;
+
+    use super::AuthnRoot;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Info);
+        // Replaces the SDK's hook (which `unwrap`s the log call): a panic traps the VM, so the
+        // least we owe the operator is one critical line saying where.
+        std::panic::set_hook(Box::new(|panic_info| {
+            let _ = hostcalls::log(LogLevel::Critical, &format!("wasm-jwt-authn panicked: {panic_info}"));
+        }));
+        proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+            Box::new(AuthnRoot { context_id, state: None })
+        });
+    }}
+}
+
+/// Logs a line prefixed with the context id, so lines of one request can be grepped together.
+pub(crate) fn log(level: LogLevel, context_id: u32, message: &str) {
+    // Logging must never take the request down; a host that cannot log loses the line.
+    let _ = hostcalls::log(
+        level,
+        &format!("[wasm-jwt-authn ctx={context_id}] {message}"),
+    );
+}
+
+/// What every request of this plugin shares: the configuration and the counters.
+struct Shared {
+    config: Config,
+    stats: Stats,
+}
+
+struct AuthnRoot {
+    context_id: u32,
+    /// `None` until a configuration has loaded; requests are then refused (see `http`).
+    state: Option<Rc<Shared>>,
+}
+
+impl Context for AuthnRoot {}
+
+impl RootContext for AuthnRoot {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let document = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(Some(document)) => document,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    self.context_id,
+                    &format!("cannot read the plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        let loaded = match Config::from_json(&document) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                log(LogLevel::Error, self.context_id, &error.to_string());
+                return false;
+            }
+        };
+        for (provider, skipped) in &loaded.skipped_keys {
+            log(
+                LogLevel::Warn,
+                self.context_id,
+                &format!(
+                    "provider {provider:?}: JWKS key {} (kid {:?}) is not used: {}",
+                    skipped.index, skipped.id, skipped.reason
+                ),
+            );
+        }
+        let stats = match Stats::define() {
+            Ok(stats) => stats,
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    self.context_id,
+                    &format!("cannot define stats: {status:?}"),
+                );
+                return false;
+            }
+        };
+        log(
+            LogLevel::Info,
+            self.context_id,
+            &format!(
+                "configured {} provider(s), {} rule(s)",
+                loaded.config.providers.len(),
+                loaded.config.rules.len()
+            ),
+        );
+        self.state = Some(Rc::new(Shared {
+            config: loaded.config,
+            stats,
+        }));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(AuthnHttpContext::new(
+            context_id,
+            self.state.clone(),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,50 @@
+//! One host counter per outcome: `wasm_jwt_authn.allowed`, `wasm_jwt_authn.allowed_anonymous`
+//! and `wasm_jwt_authn.denied.<reason>` for every [`Reason`].
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MetricType, Status};
+
+use crate::decision::Reason;
+
+pub(crate) struct Stats {
+    allowed: u32,
+    allowed_anonymous: u32,
+    /// Indexed like [`Reason::ALL`].
+    denied: Vec<u32>,
+}
+
+impl Stats {
+    /// Defines (or, on reconfigure, looks up again) every counter.
+    pub(crate) fn define() -> Result<Stats, Status> {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name);
+        Ok(Stats {
+            allowed: counter("wasm_jwt_authn.allowed")?,
+            allowed_anonymous: counter("wasm_jwt_authn.allowed_anonymous")?,
+            denied: Reason::ALL
+                .iter()
+                .map(|reason| counter(&format!("wasm_jwt_authn.denied.{}", reason.as_str())))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub(crate) fn count_allowed(&self, anonymous: bool) {
+        let id = if anonymous {
+            self.allowed_anonymous
+        } else {
+            self.allowed
+        };
+        Self::increment(id);
+    }
+
+    pub(crate) fn count_denied(&self, reason: Reason) {
+        let position = Reason::ALL.iter().position(|known| *known == reason);
+        if let Some(id) = position.and_then(|position| self.denied.get(position)) {
+            Self::increment(*id);
+        }
+    }
+
+    fn increment(id: u32) {
+        // A lost increment is better than a failed request.
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}

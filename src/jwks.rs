@@ -1,0 +1,325 @@
+//! JWKS → [`KeySet`]: lenient per key, strict per set.
+//!
+//! A JSON Web Key Set from an identity provider routinely holds keys this filter must not or
+//! cannot use: encryption keys, symmetric keys, curves it does not implement. Such a key is
+//! skipped with a [`SkippedKey`] reason the caller logs; the rest of the set stays usable. The
+//! set itself must be well-formed (a JSON object with a `keys` array) or it is rejected whole.
+//!
+//! What makes a key usable for verification:
+//! - `kty` `RSA` with a modulus of at least 2048 bits (RFC 7518 §3.3) and at most 8192;
+//!   `EC` on `P-256` or `P-384` with coordinates of exactly the field size (RFC 7518 §6.2.1.2)
+//!   on the curve; `OKP` on `Ed25519` (RFC 8037). `oct` keys are never used: a symmetric key in
+//!   a public key set would let anyone who can read the set forge tokens.
+//! - `use`, when present, is `sig`; `key_ops`, when present, contains `verify`.
+//! - `alg`, when present, is an algorithm this filter knows and that fits the key type.
+//! - No private key members (`d`, `p`, `q`, …): a set that publishes private keys is broken.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::alg::Algorithm;
+
+/// A public key usable for verification.
+#[derive(Debug, Clone)]
+pub enum PublicKey {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
+}
+
+/// One usable key with the JWK members that restrict its use.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// `kid`, matched exactly against a token's `kid`.
+    pub id: Option<String>,
+    /// `alg`: when present, the only algorithm this key verifies.
+    pub algorithm: Option<Algorithm>,
+    pub public_key: PublicKey,
+}
+
+impl Key {
+    /// Whether this key may verify a token signed with `algorithm`.
+    pub fn accepts(&self, algorithm: Algorithm) -> bool {
+        algorithm.fits(&self.public_key) && self.algorithm.is_none_or(|own| own == algorithm)
+    }
+}
+
+/// The usable keys of one JWKS, in document order.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+/// Why a whole JWKS document was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksError {
+    /// Not JSON, or not a JSON object.
+    NotAnObject,
+    /// No `keys` member, or it is not an array.
+    MissingKeys,
+}
+
+impl std::fmt::Display for JwksError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            JwksError::NotAnObject => "a JWKS must be a JSON object",
+            JwksError::MissingKeys => "a JWKS must have a `keys` array",
+        })
+    }
+}
+
+/// A key of a JWKS that was left out, with its position and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    pub index: usize,
+    pub id: Option<String>,
+    pub reason: KeyProblem,
+}
+
+/// Why one JWK is not usable for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProblem {
+    NotAnObject,
+    /// `kty` missing or not a string.
+    MissingKeyType,
+    /// `oct`: symmetric keys are never used.
+    SymmetricKey,
+    UnsupportedKeyType(String),
+    UnsupportedCurve(String),
+    /// `use` is not `sig` or `key_ops` lacks `verify`.
+    NotForVerification,
+    /// `alg` is unknown to this filter or does not fit the key type.
+    UnusableAlgorithm(String),
+    /// A required member is missing, not a string, or not canonical base64url.
+    BadMember(&'static str),
+    /// The key holds private members; a public key set must not.
+    PrivateKeyMaterial,
+    /// RSA modulus below 2048 bits or above 8192.
+    RsaKeySize(usize),
+    /// The numbers do not form a valid public key (e.g. a point not on the curve).
+    InvalidKey,
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyProblem::NotAnObject => write!(formatter, "not a JSON object"),
+            KeyProblem::MissingKeyType => write!(formatter, "missing `kty`"),
+            KeyProblem::SymmetricKey => write!(formatter, "symmetric (`oct`) keys are never used"),
+            KeyProblem::UnsupportedKeyType(kty) => write!(formatter, "unsupported `kty` {kty:?}"),
+            KeyProblem::UnsupportedCurve(crv) => write!(formatter, "unsupported `crv` {crv:?}"),
+            KeyProblem::NotForVerification => {
+                write!(formatter, "`use`/`key_ops` do not allow verification")
+            }
+            KeyProblem::UnusableAlgorithm(alg) => {
+                write!(formatter, "`alg` {alg:?} is not usable with this key")
+            }
+            KeyProblem::BadMember(member) => {
+                write!(
+                    formatter,
+                    "`{member}` is missing or not canonical base64url"
+                )
+            }
+            KeyProblem::PrivateKeyMaterial => write!(formatter, "holds private key members"),
+            KeyProblem::RsaKeySize(bits) => {
+                write!(
+                    formatter,
+                    "RSA modulus of {bits} bits (2048 to 8192 allowed)"
+                )
+            }
+            KeyProblem::InvalidKey => write!(formatter, "not a valid public key"),
+        }
+    }
+}
+
+const MIN_RSA_BITS: usize = 2048;
+const MAX_RSA_BITS: usize = 8192;
+/// Members that only private JWKs carry (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+impl KeySet {
+    /// Parses a JWKS document, keeping the usable keys and reporting the others.
+    pub fn from_json(document: &[u8]) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+        let value: Value = serde_json::from_slice(document).map_err(|_| JwksError::NotAnObject)?;
+        KeySet::from_value(&value)
+    }
+
+    /// As [`KeySet::from_json`], for a document already parsed (e.g. inline in the config).
+    pub fn from_value(document: &Value) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+        let object = document.as_object().ok_or(JwksError::NotAnObject)?;
+        let entries = object
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(JwksError::MissingKeys)?;
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut skipped = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            match parse_key(entry) {
+                Ok(key) => keys.push(key),
+                Err(reason) => skipped.push(SkippedKey {
+                    index,
+                    id: entry.get("kid").and_then(Value::as_str).map(str::to_owned),
+                    reason,
+                }),
+            }
+        }
+        Ok((KeySet { keys }, skipped))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The keys a token may be verified with: with a `kid`, exactly the keys carrying that
+    /// `kid` (never a fallback to others); without one, every key.
+    pub fn candidates<'set>(
+        &'set self,
+        key_id: Option<&'set str>,
+    ) -> impl Iterator<Item = &'set Key> {
+        self.keys
+            .iter()
+            .filter(move |key| key_id.is_none() || key.id.as_deref() == key_id)
+    }
+}
+
+/// Parses one JWK into a usable key, or says why it is not one.
+pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
+    let jwk = entry.as_object().ok_or(KeyProblem::NotAnObject)?;
+    let key_type = jwk
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or(KeyProblem::MissingKeyType)?;
+    if key_type == "oct" {
+        return Err(KeyProblem::SymmetricKey);
+    }
+    if PRIVATE_MEMBERS
+        .iter()
+        .any(|member| jwk.contains_key(*member))
+    {
+        return Err(KeyProblem::PrivateKeyMaterial);
+    }
+    check_usage(jwk)?;
+    let public_key = match key_type {
+        "RSA" => rsa_key(jwk)?,
+        "EC" => ec_key(jwk)?,
+        "OKP" => okp_key(jwk)?,
+        other => return Err(KeyProblem::UnsupportedKeyType(other.to_owned())),
+    };
+    let algorithm = match jwk.get("alg") {
+        None => None,
+        Some(Value::String(name)) => match Algorithm::from_name(name) {
+            Some(algorithm) if algorithm.fits(&public_key) => Some(algorithm),
+            _ => return Err(KeyProblem::UnusableAlgorithm(name.clone())),
+        },
+        Some(other) => return Err(KeyProblem::UnusableAlgorithm(other.to_string())),
+    };
+    let id = match jwk.get("kid") {
+        None => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(KeyProblem::BadMember("kid")),
+    };
+    Ok(Key {
+        id,
+        algorithm,
+        public_key,
+    })
+}
+
+fn check_usage(jwk: &Map<String, Value>) -> Result<(), KeyProblem> {
+    match jwk.get("use") {
+        None => {}
+        Some(Value::String(usage)) if usage == "sig" => {}
+        Some(_) => return Err(KeyProblem::NotForVerification),
+    }
+    match jwk.get("key_ops") {
+        None => Ok(()),
+        Some(Value::Array(operations))
+            if operations.iter().any(|operation| operation == "verify") =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(KeyProblem::NotForVerification),
+    }
+}
+
+fn member_bytes(jwk: &Map<String, Value>, member: &'static str) -> Result<Vec<u8>, KeyProblem> {
+    let text = jwk
+        .get(member)
+        .and_then(Value::as_str)
+        .ok_or(KeyProblem::BadMember(member))?;
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| KeyProblem::BadMember(member))
+}
+
+fn rsa_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+    let modulus = rsa::BigUint::from_bytes_be(&member_bytes(jwk, "n")?);
+    let exponent = rsa::BigUint::from_bytes_be(&member_bytes(jwk, "e")?);
+    let bits = modulus.bits();
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(KeyProblem::RsaKeySize(bits));
+    }
+    rsa::RsaPublicKey::new_with_max_size(modulus, exponent, MAX_RSA_BITS)
+        .map(PublicKey::Rsa)
+        .map_err(|_| KeyProblem::InvalidKey)
+}
+
+fn curve(jwk: &Map<String, Value>) -> Result<&str, KeyProblem> {
+    jwk.get("crv")
+        .and_then(Value::as_str)
+        .ok_or(KeyProblem::BadMember("crv"))
+}
+
+fn ec_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+    let curve = curve(jwk)?;
+    let field_size = match curve {
+        "P-256" => 32,
+        "P-384" => 48,
+        other => return Err(KeyProblem::UnsupportedCurve(other.to_owned())),
+    };
+    let x = member_bytes(jwk, "x")?;
+    let y = member_bytes(jwk, "y")?;
+    // RFC 7518 §6.2.1.2: each coordinate is exactly the field size, leading zeros kept.
+    if x.len() != field_size {
+        return Err(KeyProblem::BadMember("x"));
+    }
+    if y.len() != field_size {
+        return Err(KeyProblem::BadMember("y"));
+    }
+    let mut point = Vec::with_capacity(1 + 2 * field_size);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    // `from_sec1_bytes` rejects points that are not on the curve and the identity.
+    if field_size == 32 {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .map(PublicKey::P256)
+            .map_err(|_| KeyProblem::InvalidKey)
+    } else {
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .map(PublicKey::P384)
+            .map_err(|_| KeyProblem::InvalidKey)
+    }
+}
+
+fn okp_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+    match curve(jwk)? {
+        "Ed25519" => {
+            let x = member_bytes(jwk, "x")?;
+            ed25519_compact::PublicKey::from_slice(&x)
+                .map(PublicKey::Ed25519)
+                .map_err(|_| KeyProblem::BadMember("x"))
+        }
+        other => Err(KeyProblem::UnsupportedCurve(other.to_owned())),
+    }
+}

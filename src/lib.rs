@@ -1,0 +1,52 @@
+//! # wasm-jwt-authn
+//!
+//! A proxy-wasm HTTP filter that authenticates every request by its JWT access token.
+//!
+//! ## The request flow
+//!
+//! 1. **Configure** ([`config`]): the plugin configuration (JSON) becomes a [`config::Config`]
+//!    that cannot be invalid: providers with their parsed key sets ([`jwks`]), rules, limits.
+//!    A bad configuration is refused whole, with the field at fault named.
+//! 2. **Match a rule** ([`decision`]): the first rule whose path and method match decides
+//!    whether the route is anonymous or which providers it accepts. No match means a valid
+//!    token from any provider is required: deny by default.
+//! 3. **Find the token** ([`token::extract`]) in the sources the accepted providers use
+//!    (`Authorization: Bearer`, a query parameter, a cookie); two tokens are refused.
+//! 4. **Parse strictly** ([`token::parse`]) into an [`token::UntrustedToken`]: canonical
+//!    base64url, JSON objects without duplicate members, no `crit`, a known `alg`.
+//! 5. **Pick the provider** by the token's `iss`, and **verify** ([`verify`]): type,
+//!    algorithm allow-list, required claims, lifetime with clock skew, audience, then the
+//!    signature ([`alg`]) with a key chosen by exact `kid` and compatible type. Only this
+//!    step produces a [`verify::VerifiedToken`].
+//! 6. **Decide** ([`decision::Decision`]): allow with [`upstream::UpstreamEdits`] (identity
+//!    headers from claims, client-sent identity headers removed, token stripped if asked), or
+//!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
+//!
+//! Steps 1–6 are host-free: plain functions of bytes and the current time, tested natively
+//! and under Node's V8. Only [`filter`] (built for proxy-wasm hosts) talks to the proxy.
+//!
+//! ## Design choices
+//!
+//! - **Fail closed, never panic.** A panic traps the Wasm VM and drops the worker's traffic,
+//!   so clippy denies `unwrap`, `expect`, `panic!` and indexing outside tests; every bad input
+//!   is a typed error with one defined response.
+//! - **One spelling per token.** Lenient decoding is where JWT libraries have disagreed with
+//!   each other and been bypassed; this filter accepts only the canonical form.
+//! - **Time is a parameter.** The core never reads a clock; the adapter passes `now`.
+
+pub mod alg;
+pub mod config;
+pub mod decision;
+mod es384;
+mod json;
+pub mod jwks;
+pub mod token;
+pub mod upstream;
+pub mod verify;
+
+pub use es384::{Es384, Es384Signature};
+
+// The proxy-wasm adapter. Not built for wasm32-unknown-unknown, where the core's tests run
+// under Node: there the host functions it imports do not exist.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub mod filter;

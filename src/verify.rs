@@ -1,0 +1,236 @@
+//! Signature and claims: [`UntrustedToken`] → [`VerifiedToken`], the only way to get one.
+//!
+//! The checks run cheapest first, so a flood of junk tokens costs string compares rather than
+//! RSA operations: token type, algorithm allow-list, required claims, lifetime, audience, then
+//! the key lookup and the signature. Every failure is one [`Rejection`] variant.
+//!
+//! Numeric dates (`exp`, `nbf`, `iat`) are range-checked to `0..=MAX_NUMERIC_DATE` before any
+//! arithmetic, and all arithmetic is checked: a token cannot make the filter overflow.
+
+use serde_json::{Map, Value};
+
+use crate::alg::{self, Algorithm};
+use crate::config::{Provider, ProviderIndex};
+use crate::token::UntrustedToken;
+
+/// The last second of year 9999: later dates are not dates but attempts to overflow.
+pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
+
+/// Seconds since the Unix epoch, as the adapter reads them from the host clock.
+pub type UnixSeconds = i64;
+
+/// Why a well-formed token from a known issuer is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// `typ` is not one of the provider's `token_types`.
+    TokenTypeNotAllowed,
+    /// `alg` is not in the provider's `algorithms`.
+    AlgorithmNotAllowed,
+    /// A required claim (or `aud`) is absent.
+    MissingClaim(String),
+    /// A registered claim has the wrong JSON type or an out-of-range date.
+    InvalidClaim(&'static str),
+    /// `now > exp + skew`.
+    Expired,
+    /// `nbf > now + skew`.
+    NotYetValid,
+    /// `iat > now + skew`.
+    IssuedInFuture,
+    /// `exp - iat > max_lifetime_seconds` (or no `iat` to bound the lifetime with).
+    LifetimeTooLong,
+    /// No value of `aud` is one of the provider's `audiences`.
+    AudienceMismatch,
+    /// The token names a `kid` the key set does not have.
+    UnknownKeyId,
+    /// No key in the set can verify this algorithm (by type, curve, `alg`).
+    NoCompatibleKey,
+    /// No candidate key verifies the signature.
+    BadSignature,
+}
+
+/// A token whose signature, issuer, audience, lifetime and type all checked out.
+///
+/// Only [`verify`] constructs one; policy and the upstream view take this type, so nothing
+/// can act on claims that were not verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken<'a> {
+    pub provider: ProviderIndex,
+    pub claims: Map<String, Value>,
+    /// The payload segment as received, for `payload_header`.
+    pub encoded_payload: &'a str,
+    pub subject: Option<String>,
+}
+
+/// Verifies `token` for `provider` at time `now`.
+pub fn verify<'a>(
+    token: UntrustedToken<'a>,
+    provider_index: ProviderIndex,
+    provider: &Provider,
+    now: UnixSeconds,
+) -> Result<VerifiedToken<'a>, Rejection> {
+    let header = &token.header;
+    if !provider.token_types.accepts(header.token_type.as_deref()) {
+        return Err(Rejection::TokenTypeNotAllowed);
+    }
+    if !provider.algorithms.contains(&header.algorithm) {
+        return Err(Rejection::AlgorithmNotAllowed);
+    }
+    check_claims(&token.claims, provider, now)?;
+    check_signature(&token, provider)?;
+    let subject = token
+        .claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(VerifiedToken {
+        provider: provider_index,
+        claims: token.claims,
+        encoded_payload: token.encoded_payload,
+        subject,
+    })
+}
+
+fn check_claims(
+    claims: &Map<String, Value>,
+    provider: &Provider,
+    now: UnixSeconds,
+) -> Result<(), Rejection> {
+    if let Some(missing) = provider
+        .required_claims
+        .iter()
+        .find(|claim| !claims.contains_key(claim.as_str()))
+    {
+        return Err(Rejection::MissingClaim(missing.clone()));
+    }
+    match claims.get("iss") {
+        Some(Value::String(issuer)) if *issuer == provider.issuer => {}
+        // The provider was chosen by this very claim, so this is a defence in depth.
+        _ => return Err(Rejection::InvalidClaim("iss")),
+    }
+    if let Some(subject) = claims.get("sub") {
+        if !subject.is_string() {
+            return Err(Rejection::InvalidClaim("sub"));
+        }
+    }
+
+    // `skew` is at most a day (config validation) and dates at most MAX_NUMERIC_DATE, so these
+    // sums cannot overflow; checked arithmetic keeps that true if either limit changes.
+    let skew = i64::try_from(provider.clock_skew_seconds).unwrap_or(i64::MAX);
+    let now_plus_skew = now.saturating_add(skew);
+    let expires_at = numeric_date(claims, "exp")?;
+    let issued_at = numeric_date(claims, "iat")?;
+    if let Some(expires_at) = expires_at {
+        if now > expires_at.saturating_add(skew) {
+            return Err(Rejection::Expired);
+        }
+    }
+    if let Some(not_before) = numeric_date(claims, "nbf")? {
+        if not_before > now_plus_skew {
+            return Err(Rejection::NotYetValid);
+        }
+    }
+    if let Some(issued_at) = issued_at {
+        if issued_at > now_plus_skew {
+            return Err(Rejection::IssuedInFuture);
+        }
+    }
+    if let Some(max_lifetime) = provider.max_lifetime_seconds {
+        let max_lifetime = i64::try_from(max_lifetime).unwrap_or(i64::MAX);
+        // A lifetime bound needs both ends; a token without them cannot prove it is short-lived.
+        let (Some(expires_at), Some(issued_at)) = (expires_at, issued_at) else {
+            return Err(Rejection::LifetimeTooLong);
+        };
+        if expires_at.saturating_sub(issued_at) > max_lifetime {
+            return Err(Rejection::LifetimeTooLong);
+        }
+    }
+
+    check_audience(claims, provider)
+}
+
+/// Reads a NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional.
+/// Fractions are dropped toward the stricter side for each claim by the comparisons above
+/// being made on whole seconds of the floor, which for `exp` is stricter and for
+/// `nbf`/`iat` lenient by under a second.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<i64>, Rejection> {
+    let Some(value) = claims.get(claim) else {
+        return Ok(None);
+    };
+    let seconds = match value {
+        Value::Number(number) => {
+            if let Some(whole) = number.as_i64() {
+                whole
+            } else if let Some(fraction) = number.as_f64() {
+                if !fraction.is_finite() || fraction < 0.0 || fraction > MAX_NUMERIC_DATE as f64 {
+                    return Err(Rejection::InvalidClaim(claim));
+                }
+                // In range and finite: the conversion is exact for the whole part.
+                fraction.floor() as i64
+            } else {
+                return Err(Rejection::InvalidClaim(claim));
+            }
+        }
+        _ => return Err(Rejection::InvalidClaim(claim)),
+    };
+    if !(0..=MAX_NUMERIC_DATE).contains(&seconds) {
+        return Err(Rejection::InvalidClaim(claim));
+    }
+    Ok(Some(seconds))
+}
+
+fn check_audience(claims: &Map<String, Value>, provider: &Provider) -> Result<(), Rejection> {
+    let accepted = |audience: &str| provider.audiences.iter().any(|own| own == audience);
+    match claims.get("aud") {
+        None => Err(Rejection::MissingClaim("aud".to_owned())),
+        Some(Value::String(audience)) => {
+            if accepted(audience) {
+                Ok(())
+            } else {
+                Err(Rejection::AudienceMismatch)
+            }
+        }
+        Some(Value::Array(audiences)) => {
+            let mut any_accepted = false;
+            for audience in audiences {
+                let audience = audience.as_str().ok_or(Rejection::InvalidClaim("aud"))?;
+                any_accepted |= accepted(audience);
+            }
+            if any_accepted {
+                Ok(())
+            } else {
+                Err(Rejection::AudienceMismatch)
+            }
+        }
+        Some(_) => Err(Rejection::InvalidClaim("aud")),
+    }
+}
+
+fn check_signature(token: &UntrustedToken<'_>, provider: &Provider) -> Result<(), Rejection> {
+    let algorithm: Algorithm = token.header.algorithm;
+    let key_id = token.header.key_id.as_deref();
+    let mut candidates = provider.keys.candidates(key_id).peekable();
+    if key_id.is_some() && candidates.peek().is_none() {
+        return Err(Rejection::UnknownKeyId);
+    }
+    let mut tried_any = false;
+    for key in candidates.filter(|key| key.accepts(algorithm)) {
+        tried_any = true;
+        let verified = alg::verify_signature(
+            algorithm,
+            &key.public_key,
+            token.signing_input.as_bytes(),
+            &token.signature,
+        );
+        if verified.is_ok() {
+            return Ok(());
+        }
+    }
+    if tried_any {
+        Err(Rejection::BadSignature)
+    } else {
+        Err(Rejection::NoCompatibleKey)
+    }
+}
