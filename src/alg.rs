@@ -187,3 +187,111 @@ fn p384_signature(bytes: &[u8]) -> Result<p384::ecdsa::Signature, SignatureError
     }
     p384::ecdsa::Signature::from_slice(bytes).map_err(|_| SignatureError::Invalid)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::jwks::parse_key;
+    use crate::support::TestKey;
+
+    fn public_key(key: TestKey) -> PublicKey {
+        parse_key(&key.jwk()).unwrap().public_key
+    }
+
+    #[test]
+    fn names_round_trip_exactly() {
+        for algorithm in Algorithm::ALL {
+            assert_eq!(Algorithm::from_name(algorithm.name()), Some(algorithm));
+        }
+        for name in ["none", "HS256", "rs256", "EDDSA", "ES512", ""] {
+            assert_eq!(Algorithm::from_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_algorithm_verifies_its_own_signature_and_nothing_else() {
+        let message = b"header.payload";
+        for algorithm in Algorithm::ALL {
+            let key = TestKey::for_algorithm(algorithm.name());
+            let signature = key.sign(algorithm.name(), message);
+            let public = public_key(key);
+            assert_eq!(
+                verify_signature(algorithm, &public, message, &signature),
+                Ok(())
+            );
+            assert_eq!(
+                verify_signature(algorithm, &public, b"header.payloaD", &signature),
+                Err(SignatureError::Invalid),
+                "{algorithm}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_refused_without_panicking() {
+        let message = b"m";
+        for algorithm in Algorithm::ALL {
+            let key = TestKey::for_algorithm(algorithm.name());
+            let public = public_key(key);
+            let signature = key.sign(algorithm.name(), message);
+            let mut longer = signature.clone();
+            longer.push(0);
+            let mut prefixed = vec![0];
+            prefixed.extend_from_slice(&signature);
+            for bad in [&[][..], &signature[1..], &longer[..], &prefixed[..]] {
+                assert_eq!(
+                    verify_signature(algorithm, &public, message, bad),
+                    Err(SignatureError::WrongLength),
+                    "{algorithm} with {} bytes",
+                    bad.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_of_another_type_never_verifies() {
+        let signature = TestKey::P256.sign("ES256", b"m");
+        assert_eq!(
+            verify_signature(
+                Algorithm::Es384,
+                &public_key(TestKey::P256),
+                b"m",
+                &signature
+            ),
+            Err(SignatureError::KeyMismatch)
+        );
+        assert_eq!(
+            verify_signature(
+                Algorithm::Rs256,
+                &public_key(TestKey::Ed25519),
+                b"m",
+                &signature
+            ),
+            Err(SignatureError::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn ecdsa_rejects_zero_and_out_of_range_scalars() {
+        let public = public_key(TestKey::P256);
+        assert_eq!(
+            verify_signature(Algorithm::Es256, &public, b"m", &[0; 64]),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            verify_signature(Algorithm::Es256, &public, b"m", &[0xff; 64]),
+            Err(SignatureError::Invalid)
+        );
+    }
+}

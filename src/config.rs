@@ -703,3 +703,294 @@ fn validate_path(field: &str, path: String) -> Result<String, ConfigError> {
     }
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    use crate::support::{jwks, TestKey};
+
+    fn minimal() -> Value {
+        json!({"providers": [{
+            "name": "corp",
+            "issuer": "https://idp.example.com",
+            "audiences": ["api://orders"],
+            "jwks": {"inline": jwks(&[TestKey::P256])}
+        }]})
+    }
+
+    fn load(document: &Value) -> Result<Config, ConfigError> {
+        Config::from_json(document.to_string().as_bytes()).map(|loaded| loaded.config)
+    }
+
+    fn problem(document: &Value) -> ConfigError {
+        load(document).expect_err("configuration should be refused")
+    }
+
+    #[test]
+    fn minimal_provider_gets_the_documented_defaults() {
+        let config = load(&minimal()).unwrap();
+        let provider = &config.providers[0];
+        assert_eq!(provider.algorithms, Algorithm::ALL.to_vec());
+        assert_eq!(provider.token_sources, vec![TokenSource::bearer_header()]);
+        assert_eq!(provider.clock_skew_seconds, 60);
+        assert_eq!(provider.required_claims, vec!["exp"]);
+        assert_eq!(provider.max_lifetime_seconds, None);
+        assert!(provider.token_types.accepts(None));
+        assert!(provider.token_types.accepts(Some("JWT")));
+        assert!(provider.token_types.accepts(Some("at+jwt")));
+        assert!(provider.forward_token);
+        assert!(provider.claims_to_headers.is_empty());
+        assert_eq!(provider.payload_header, None);
+        assert_eq!(config.max_token_bytes, 16_384);
+        assert_eq!(config.realm, "wasm-jwt-authn");
+        assert!(config.rules.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_that_name_the_field() {
+        let mut misspelt = minimal();
+        misspelt["providers"][0]["audience"] = json!(["x"]);
+        let error = problem(&misspelt);
+        assert_eq!(error.field, "providers[0].audience");
+        assert!(
+            error.problem.contains("unknown field `audience`"),
+            "{error}"
+        );
+
+        let mut top = minimal();
+        top["rulez"] = json!([]);
+        assert!(problem(&top).problem.contains("unknown field `rulez`"));
+
+        let mut in_rule = minimal();
+        in_rule["rules"] = json!([{"match": {"prefix": "/"}, "allow": "anonymous"}]);
+        let error = problem(&in_rule);
+        assert_eq!(error.field, "rules[0].match.prefix");
+        assert!(error.problem.contains("unknown field `prefix`"));
+    }
+
+    #[test]
+    fn wrong_types_and_missing_fields_name_the_field() {
+        let mut wrong = minimal();
+        wrong["providers"][0]["clock_skew_seconds"] = json!("60");
+        assert_eq!(problem(&wrong).field, "providers[0].clock_skew_seconds");
+        let mut missing = minimal();
+        missing["providers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("issuer");
+        assert!(problem(&missing).problem.contains("missing field `issuer`"));
+        assert!(Config::from_json(b"not json").is_err());
+        assert!(Config::from_json(b"").is_err());
+    }
+
+    #[test]
+    fn insecure_or_unknown_algorithms_are_refused() {
+        for name in ["none", "HS256", "rs256", "ES512"] {
+            let mut document = minimal();
+            document["providers"][0]["algorithms"] = json!(["ES256", name]);
+            let error = problem(&document);
+            assert_eq!(error.field, "providers[0].algorithms[1]", "{name}");
+        }
+    }
+
+    #[test]
+    fn semantic_problems_name_the_field() {
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (Box::new(|d| d["providers"] = json!([])), "providers"),
+            (
+                Box::new(|d| d["providers"][0]["audiences"] = json!([])),
+                "providers[0].audiences",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["issuer"] = json!("")),
+                "providers[0].issuer",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["clock_skew_seconds"] = json!(100_000)),
+                "providers[0].clock_skew_seconds",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["max_lifetime_seconds"] = json!(0)),
+                "providers[0].max_lifetime_seconds",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["token_types"] = json!([])),
+                "providers[0].token_types",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["token_sources"] = json!([{"query": "t", "cookie": "c"}])
+                }),
+                "providers[0].token_sources[0]",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["token_sources"] = json!([{"query": "t", "prefix": "x"}])
+                }),
+                "providers[0].token_sources[0].prefix",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["token_sources"] = json!([{"header": "bad header"}])
+                }),
+                "providers[0].token_sources[0].header",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["claims_to_headers"] = json!([{"claim": [], "header": "x-a"}])
+                }),
+                "providers[0].claims_to_headers[0].claim",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["claims_to_headers"] =
+                        json!([{"claim": ["sub"], "header": "Host"}])
+                }),
+                "providers[0].claims_to_headers[0].header",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["payload_header"] = json!("authorization")),
+                "providers[0].payload_header",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["jwks"]["inline"] = json!([])),
+                "providers[0].jwks.inline",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["jwks"]["inline"] = jwks(&[TestKey::Rsa1024])),
+                "providers[0].jwks.inline",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["algorithms"] = json!(["RS256"])),
+                "providers[0].jwks.inline",
+            ),
+            (
+                Box::new(|d| d["max_token_bytes"] = json!(0)),
+                "max_token_bytes",
+            ),
+            (Box::new(|d| d["realm"] = json!("a\"b")), "realm"),
+            (
+                Box::new(|d| d["rules"] = json!([{"match": {}, "providers": ["nobody"]}])),
+                "rules[0].providers[0]",
+            ),
+            (
+                Box::new(|d| {
+                    d["rules"] = json!([{"match": {}, "providers": ["corp"], "allow": "anonymous"}])
+                }),
+                "rules[0]",
+            ),
+            (
+                Box::new(|d| d["rules"] = json!([{"match": {}}])),
+                "rules[0]",
+            ),
+            (
+                Box::new(|d| {
+                    d["rules"] = json!([{"match": {"path_prefix": "x"}, "allow": "anonymous"}])
+                }),
+                "rules[0].match.path_prefix",
+            ),
+            (
+                Box::new(
+                    |d| d["rules"] = json!([{"match": {"path_prefix": "/a", "path_exact": "/a"}, "allow": "anonymous"}]),
+                ),
+                "rules[0].match",
+            ),
+            (
+                Box::new(|d| {
+                    d["rules"] = json!([{"match": {"methods": []}, "allow": "anonymous"}])
+                }),
+                "rules[0].match.methods",
+            ),
+            (
+                Box::new(|d| d["rules"] = json!([{"match": {}, "allow": "everyone"}])),
+                "rules[0].allow",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut document = minimal();
+            change(&mut document);
+            let error = problem(&document);
+            assert_eq!(error.field, field, "{error}");
+        }
+    }
+
+    #[test]
+    fn provider_names_and_issuers_are_unique() {
+        let mut document = minimal();
+        let second = document["providers"][0].clone();
+        document["providers"]
+            .as_array_mut()
+            .unwrap()
+            .push(second.clone());
+        assert_eq!(problem(&document).field, "providers[1].name");
+        document["providers"][1]["name"] = json!("other");
+        assert_eq!(problem(&document).field, "providers[1].issuer");
+    }
+
+    #[test]
+    fn unusable_keys_are_reported_but_do_not_block_a_usable_set() {
+        let mut document = minimal();
+        let mut keys = jwks(&[TestKey::P256, TestKey::Rsa1024]);
+        keys["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"kty": "oct", "k": "c2VjcmV0"}));
+        document["providers"][0]["jwks"]["inline"] = keys;
+        let loaded = Config::from_json(document.to_string().as_bytes()).unwrap();
+        assert_eq!(loaded.config.providers[0].keys.len(), 1);
+        let reasons: Vec<String> = loaded
+            .skipped_keys
+            .iter()
+            .map(|(_, skipped)| skipped.reason.to_string())
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "RSA modulus of 1024 bits (2048 to 8192 allowed)",
+                "symmetric (`oct`) keys are never used"
+            ]
+        );
+    }
+
+    #[test]
+    fn token_sources_and_identity_headers_are_collected_once() {
+        let mut document = minimal();
+        document["providers"][0]["token_sources"] = json!([
+            {"header": "Authorization", "prefix": "Bearer "},
+            {"query": "access_token"},
+            {"cookie": "session"}
+        ]);
+        document["providers"][0]["claims_to_headers"] =
+            json!([{"claim": ["sub"], "header": "X-Jwt-Sub"}]);
+        let config = load(&document).unwrap();
+        assert_eq!(config.token_sources.len(), 3);
+        assert_eq!(config.token_sources[0], TokenSource::bearer_header());
+        assert_eq!(config.identity_headers, vec!["x-jwt-sub"]);
+    }
+
+    #[test]
+    fn error_display_names_field_and_problem() {
+        let error = ConfigError {
+            field: "providers[0].audiences".to_owned(),
+            problem: "at least one non-empty audience is required".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration at `providers[0].audiences`: at least one non-empty audience is required"
+        );
+    }
+}

@@ -396,3 +396,7 @@ pub fn is_normalized(path: &str) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

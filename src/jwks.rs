@@ -323,3 +323,165 @@ fn okp_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
         other => Err(KeyProblem::UnsupportedCurve(other.to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::support::{b64url, TestKey};
+
+    fn problem(jwk: Value) -> KeyProblem {
+        parse_key(&jwk).expect_err("key should be refused")
+    }
+
+    fn with(mut jwk: Value, member: &str, value: Value) -> Value {
+        jwk[member] = value;
+        jwk
+    }
+
+    #[test]
+    fn fixture_keys_of_every_type_parse() {
+        for key in [
+            TestKey::Rsa2048,
+            TestKey::Rsa3072,
+            TestKey::P256,
+            TestKey::P384,
+            TestKey::Ed25519,
+        ] {
+            let parsed = parse_key(&key.jwk()).unwrap();
+            assert_eq!(parsed.id.as_deref(), Some(key.kid()));
+            assert_eq!(parsed.algorithm, None);
+        }
+    }
+
+    #[test]
+    fn keys_not_meant_for_verification_are_skipped_with_a_reason() {
+        let p256 = TestKey::P256.jwk();
+        assert_eq!(
+            problem(json!({"kty": "oct", "k": "c2VjcmV0"})),
+            KeyProblem::SymmetricKey
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "use", json!("enc"))),
+            KeyProblem::NotForVerification
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "key_ops", json!(["encrypt"]))),
+            KeyProblem::NotForVerification
+        );
+        assert!(parse_key(&with(p256.clone(), "key_ops", json!(["verify"]))).is_ok());
+        assert!(parse_key(&with(p256.clone(), "use", json!("sig"))).is_ok());
+        assert_eq!(
+            problem(with(p256.clone(), "d", json!("AAAA"))),
+            KeyProblem::PrivateKeyMaterial
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "alg", json!("RS256"))),
+            KeyProblem::UnusableAlgorithm("RS256".to_owned())
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "alg", json!("HS256"))),
+            KeyProblem::UnusableAlgorithm("HS256".to_owned())
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "kid", json!(5))),
+            KeyProblem::BadMember("kid")
+        );
+        assert_eq!(
+            problem(with(p256.clone(), "crv", json!("P-521"))),
+            KeyProblem::UnsupportedCurve("P-521".to_owned())
+        );
+        assert_eq!(
+            problem(json!({"kty": "OKP", "crv": "X25519", "x": "AAAA"})),
+            KeyProblem::UnsupportedCurve("X25519".to_owned())
+        );
+        assert_eq!(
+            problem(json!({"kty": "EC2"})),
+            KeyProblem::UnsupportedKeyType("EC2".to_owned())
+        );
+        assert_eq!(problem(json!({"n": "AQAB"})), KeyProblem::MissingKeyType);
+        assert_eq!(problem(json!("key")), KeyProblem::NotAnObject);
+        assert_eq!(
+            problem(TestKey::Rsa1024.jwk()),
+            KeyProblem::RsaKeySize(1024)
+        );
+    }
+
+    #[test]
+    fn ec_coordinates_must_be_full_size_and_on_the_curve() {
+        let p256 = TestKey::P256.jwk();
+        let x = URL_SAFE_NO_PAD.decode(p256["x"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            problem(with(p256.clone(), "x", json!(b64url(&x[1..])))),
+            KeyProblem::BadMember("x")
+        );
+        let mut padded = vec![0];
+        padded.extend_from_slice(&x);
+        assert_eq!(
+            problem(with(p256.clone(), "x", json!(b64url(&padded)))),
+            KeyProblem::BadMember("x")
+        );
+        let mut off_curve = x.clone();
+        off_curve[31] ^= 1;
+        assert_eq!(
+            problem(with(p256.clone(), "x", json!(b64url(&off_curve)))),
+            KeyProblem::InvalidKey
+        );
+        assert_eq!(
+            problem(with(p256, "y", json!("AA=="))),
+            KeyProblem::BadMember("y")
+        );
+    }
+
+    #[test]
+    fn a_key_set_keeps_usable_keys_and_reports_the_rest() {
+        let document = json!({"keys": [TestKey::P256.jwk(), {"kty": "oct", "k": "AA"}, TestKey::Ed25519.jwk()]});
+        let (keys, skipped) = KeySet::from_value(&document).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            skipped,
+            vec![SkippedKey {
+                index: 1,
+                id: None,
+                reason: KeyProblem::SymmetricKey
+            }]
+        );
+        assert_eq!(
+            KeySet::from_json(b"[]").unwrap_err(),
+            JwksError::NotAnObject
+        );
+        assert_eq!(
+            KeySet::from_json(b"{\"keys\": {}}").unwrap_err(),
+            JwksError::MissingKeys
+        );
+        assert_eq!(KeySet::from_json(b"{").unwrap_err(), JwksError::NotAnObject);
+    }
+
+    #[test]
+    fn candidates_match_kid_exactly() {
+        let document = json!({"keys": [TestKey::P256.jwk(), TestKey::P384.jwk()]});
+        let (keys, _) = KeySet::from_value(&document).unwrap();
+        assert_eq!(keys.candidates(Some("p384")).count(), 1);
+        assert_eq!(keys.candidates(Some("P384")).count(), 0);
+        assert_eq!(keys.candidates(None).count(), 2);
+    }
+
+    #[test]
+    fn a_key_with_alg_accepts_only_that_algorithm() {
+        let key = parse_key(&with(TestKey::Rsa2048.jwk(), "alg", json!("PS256"))).unwrap();
+        assert!(key.accepts(Algorithm::Ps256));
+        assert!(!key.accepts(Algorithm::Rs256));
+        assert!(!key.accepts(Algorithm::Es256));
+    }
+}

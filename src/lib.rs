@@ -44,6 +44,11 @@ pub mod token;
 pub mod upstream;
 pub mod verify;
 
+/// Fixture keys and token signing, shared with the integration tests.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 pub use es384::{Es384, Es384Signature};
 
 // The proxy-wasm adapter. Not built for wasm32-unknown-unknown, where the core's tests run

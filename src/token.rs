@@ -113,9 +113,14 @@ pub fn extract<'a>(
 /// Every token the request carries in `source`.
 fn occurrences<'a>(request: &Request<'a>, source: &'a TokenSource) -> Vec<&'a str> {
     match source {
+        // Proxies join repeated headers with commas (Envoy hands two `Authorization`
+        // headers over as `Bearer a,Bearer b`); a token never contains one, so each
+        // comma-separated part is a credential of its own.
         TokenSource::Header { name, prefix } => request
             .header_values(name)
-            .filter_map(|value| strip_prefix_ignore_case(value, prefix))
+            .flat_map(|value| value.split(','))
+            .map(|credential| credential.trim_start_matches([' ', '\t']))
+            .filter_map(|credential| strip_prefix_ignore_case(credential, prefix))
             .map(|token| token.trim_matches([' ', '\t']))
             .collect(),
         TokenSource::Query { parameter } => request
@@ -288,5 +293,135 @@ fn optional_string(
         None => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(_) => Err(MalformedToken::BadHeaderMember),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn sources() -> Vec<TokenSource> {
+        vec![
+            TokenSource::bearer_header(),
+            TokenSource::Query {
+                parameter: "access_token".to_owned(),
+            },
+            TokenSource::Cookie {
+                name: "session".to_owned(),
+            },
+        ]
+    }
+
+    fn found(path: &str, pairs: &[(&str, &str)]) -> Result<Option<String>, ExtractError> {
+        let headers = headers(pairs);
+        let sources = sources();
+        let request = Request {
+            method: "GET",
+            path,
+            headers: &headers,
+        };
+        extract(&request, &sources).map(|found| found.map(|token| token.value.to_owned()))
+    }
+
+    #[test]
+    fn tokens_are_found_in_each_kind_of_source() {
+        assert_eq!(
+            found("/", &[("authorization", "Bearer a.b.c")]),
+            Ok(Some("a.b.c".to_owned()))
+        );
+        assert_eq!(
+            found("/", &[("authorization", "bearer   a.b.c ")]),
+            Ok(Some("a.b.c".to_owned()))
+        );
+        assert_eq!(
+            found("/x?y=1&access_token=a.b.c", &[]),
+            Ok(Some("a.b.c".to_owned()))
+        );
+        assert_eq!(
+            found("/x?access%5Ftoken=a.b.c", &[]),
+            Ok(Some("a.b.c".to_owned()))
+        );
+        assert_eq!(
+            found("/", &[("cookie", "a=1; session=a.b.c")]),
+            Ok(Some("a.b.c".to_owned()))
+        );
+        assert_eq!(found("/", &[("authorization", "Basic dXNlcg==")]), Ok(None));
+        assert_eq!(found("/", &[("authorization", "Bearera.b.c")]), Ok(None));
+        assert_eq!(
+            found("/x?token=a.b.c", &[("cookie", "sessionx=a")]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn more_than_one_token_is_an_error_even_when_equal() {
+        let merged = [("authorization", "Bearer a.b.c,Bearer a.b.c")];
+        assert_eq!(found("/", &merged), Err(ExtractError::MultipleTokens));
+        let split = [
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+        ];
+        assert_eq!(found("/", &split), Err(ExtractError::MultipleTokens));
+        let both = [("authorization", "Bearer a.b.c")];
+        assert_eq!(
+            found("/?access_token=a.b.c", &both),
+            Err(ExtractError::MultipleTokens)
+        );
+        assert_eq!(
+            found("/?access_token=1&access_token=2", &[]),
+            Err(ExtractError::MultipleTokens)
+        );
+        // A Basic credential next to a bearer token is not a second token.
+        let mixed = [("authorization", "Basic dXNlcg==, Bearer a.b.c")];
+        assert_eq!(found("/", &mixed), Ok(Some("a.b.c".to_owned())));
+    }
+
+    #[test]
+    fn parse_reads_the_header_members_verification_uses() {
+        let header = URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt","jku":"https://evil"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"iss":"i"}"#);
+        let token = format!("{header}.{payload}.AAAA");
+        let parsed = parse(&token, 1024).unwrap();
+        assert_eq!(parsed.header.algorithm, Algorithm::EdDsa);
+        assert_eq!(parsed.header.key_id.as_deref(), Some("k1"));
+        assert_eq!(parsed.header.token_type.as_deref(), Some("at+jwt"));
+        assert_eq!(parsed.signing_input, format!("{header}.{payload}"));
+        assert_eq!(parsed.signature, vec![0, 0, 0]);
+        assert_eq!(
+            parse(&token, token.len() - 1).unwrap_err(),
+            MalformedToken::TooLarge
+        );
+    }
+
+    #[test]
+    fn empty_segments_and_whitespace_are_malformed() {
+        assert_eq!(parse("", 100).unwrap_err(), MalformedToken::SegmentCount);
+        assert_eq!(parse("..", 100).unwrap_err(), MalformedToken::NotJsonObject);
+        assert_eq!(
+            parse("e30.e30 .", 100).unwrap_err(),
+            MalformedToken::NonCanonicalBase64
+        );
+        assert_eq!(
+            parse("e30.e30.", 100).unwrap_err(),
+            MalformedToken::BadHeaderMember
+        );
     }
 }

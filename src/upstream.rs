@@ -127,3 +127,89 @@ fn scalar_text(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn claims_render_as_documented() {
+        assert_eq!(header_value(&json!("alice")), Some("alice".to_owned()));
+        assert_eq!(header_value(&json!(42)), Some("42".to_owned()));
+        assert_eq!(header_value(&json!(1.5)), Some("1.5".to_owned()));
+        assert_eq!(header_value(&json!(true)), Some("true".to_owned()));
+        assert_eq!(
+            header_value(&json!(["a", 1, false, null])),
+            Some("a,1,false".to_owned())
+        );
+        assert_eq!(
+            header_value(&json!([{"a": 1}])),
+            Some(r#"{"a":1}"#.to_owned())
+        );
+        assert_eq!(
+            header_value(&json!({"b": [1, 2]})),
+            Some(r#"{"b":[1,2]}"#.to_owned())
+        );
+        assert_eq!(header_value(&json!(null)), None);
+    }
+
+    #[test]
+    fn values_that_could_split_a_header_are_never_forwarded() {
+        for bad in ["a\r\nx-admin: 1", "a\nb", "a\rb", "a\0b", "a\u{7f}"] {
+            assert_eq!(header_value(&json!(bad)), None, "{bad:?}");
+            assert_eq!(header_value(&json!([bad])), None, "{bad:?}");
+        }
+        assert_eq!(header_value(&json!("a\tb")), Some("a\tb".to_owned()));
+    }
+
+    #[test]
+    fn claim_paths_walk_objects_and_allow_dots_in_names() {
+        let claims =
+            json!({"realm_access": {"roles": ["r"]}, "https://example.com/tenant": "t1", "a": "s"});
+        let claims = claims.as_object().unwrap();
+        let path = |segments: &[&str]| segments.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            claim_at(claims, &path(&["realm_access", "roles"])),
+            Some(&json!(["r"]))
+        );
+        assert_eq!(
+            claim_at(claims, &path(&["https://example.com/tenant"])),
+            Some(&json!("t1"))
+        );
+        assert_eq!(claim_at(claims, &path(&["a", "b"])), None);
+        assert_eq!(claim_at(claims, &path(&["missing"])), None);
+        assert_eq!(claim_at(claims, &[]), None);
+    }
+
+    #[test]
+    fn stripping_a_query_token_keeps_the_other_parameters() {
+        let headers = Vec::new();
+        let request = Request {
+            method: "GET",
+            path: "/a?x=1&access_token=t&y=2",
+            headers: &headers,
+        };
+        assert_eq!(
+            path_without_parameter(&request, "access_token"),
+            "/a?x=1&y=2"
+        );
+        let request = Request {
+            method: "GET",
+            path: "/a?access_token=t",
+            headers: &headers,
+        };
+        assert_eq!(path_without_parameter(&request, "access_token"), "/a");
+    }
+}

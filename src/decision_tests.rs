@@ -1,0 +1,728 @@
+//! Scenario tests of the whole request flow, with fixture keys and a fixed clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unreachable
+)]
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::config::Config;
+
+use crate::support::{b64url, jwks, sign_raw, token, TestKey};
+
+const NOW: i64 = 1_800_000_000;
+const ISSUER: &str = "https://idp.example.com";
+const OTHER_ISSUER: &str = "https://other.example.com";
+const AUDIENCE: &str = "api://orders";
+
+fn all_keys() -> Value {
+    jwks(&[
+        TestKey::Rsa2048,
+        TestKey::P256,
+        TestKey::P384,
+        TestKey::Ed25519,
+    ])
+}
+
+fn base_config() -> Value {
+    json!({
+        "providers": [
+            {
+                "name": "corp",
+                "issuer": ISSUER,
+                "audiences": [AUDIENCE, "api://other"],
+                "jwks": {"inline": all_keys()},
+                "claims_to_headers": [
+                    {"claim": ["sub"], "header": "x-jwt-sub"},
+                    {"claim": ["realm_access", "roles"], "header": "x-jwt-roles"}
+                ]
+            },
+            {
+                "name": "partner",
+                "issuer": OTHER_ISSUER,
+                "audiences": [AUDIENCE],
+                "algorithms": ["ES256"],
+                "jwks": {"inline": jwks(&[TestKey::P256])},
+                "token_sources": [{"query": "access_token"}, {"cookie": "session"}],
+                "forward_token": false
+            }
+        ],
+        "rules": [
+            {"match": {"path_prefix": "/healthz"}, "allow": "anonymous"},
+            {"match": {"path_prefix": "/partner"}, "providers": ["partner"]},
+            {"match": {"path_prefix": "/admin", "methods": ["POST"]}, "providers": ["corp"]}
+        ]
+    })
+}
+
+fn load(document: &Value) -> Config {
+    Config::from_json(document.to_string().as_bytes())
+        .expect("valid test configuration")
+        .config
+}
+
+fn claims() -> Value {
+    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "exp": NOW + 600, "iat": NOW - 10})
+}
+
+fn with(mut claims: Value, changes: Value) -> Value {
+    for (name, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+fn bearer(token: &str) -> Vec<(String, String)> {
+    vec![("authorization".to_owned(), format!("Bearer {token}"))]
+}
+
+fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, String)]) -> Decision {
+    authenticate(
+        config,
+        &Request {
+            method,
+            path,
+            headers,
+        },
+        NOW,
+    )
+}
+
+fn decide_token(token: &str) -> Decision {
+    decide_on(&load(&base_config()), "GET", "/orders", &bearer(token))
+}
+
+fn reason_of(decision: &Decision) -> Option<&'static str> {
+    match decision {
+        Decision::Allow(_) => None,
+        Decision::Deny(denial) => Some(denial.reason().as_str()),
+    }
+}
+
+fn assert_denied(decision: &Decision, expected: &str) {
+    assert_eq!(
+        reason_of(decision),
+        Some(expected),
+        "decision: {decision:?}"
+    );
+}
+
+fn allowed(decision: Decision) -> Allowed {
+    match decision {
+        Decision::Allow(allowed) => allowed,
+        Decision::Deny(denial) => panic!("denied: {denial:?}"),
+    }
+}
+
+#[test]
+fn every_algorithm_is_accepted_with_a_matching_key() {
+    for alg in [
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ] {
+        let key = TestKey::for_algorithm(alg);
+        let allowed = allowed(decide_token(&token(alg, key, &claims())));
+        assert_eq!(allowed.provider.as_deref(), Some("corp"), "{alg}");
+        assert_eq!(allowed.subject.as_deref(), Some("user-1"), "{alg}");
+    }
+}
+
+#[test]
+fn allowed_request_gets_identity_headers_and_loses_spoofed_ones() {
+    let claims = with(
+        claims(),
+        json!({"realm_access": {"roles": ["admin", "viewer"]}}),
+    );
+    let allowed = allowed(decide_token(&token("ES256", TestKey::P256, &claims)));
+    assert_eq!(
+        allowed.edits.remove_headers,
+        vec!["x-jwt-sub".to_owned(), "x-jwt-roles".to_owned()]
+    );
+    assert_eq!(
+        allowed.edits.set_headers,
+        vec![
+            ("x-jwt-sub".to_owned(), "user-1".to_owned()),
+            ("x-jwt-roles".to_owned(), "admin,viewer".to_owned())
+        ]
+    );
+    assert_eq!(allowed.edits.path, None);
+}
+
+#[test]
+fn anonymous_route_needs_no_token_but_still_drops_spoofed_identity_headers() {
+    let config = load(&base_config());
+    let headers = vec![("x-jwt-sub".to_owned(), "admin".to_owned())];
+    let allowed = allowed(decide_on(&config, "GET", "/healthz/live", &headers));
+    assert_eq!(allowed.provider, None);
+    assert_eq!(
+        allowed.edits.remove_headers,
+        vec!["x-jwt-sub", "x-jwt-roles"]
+    );
+    assert!(allowed.edits.set_headers.is_empty());
+}
+
+#[test]
+fn missing_token_is_a_bare_bearer_challenge() {
+    let config = load(&base_config());
+    let decision = decide_on(&config, "GET", "/orders", &[]);
+    let Decision::Deny(denial) = decision else {
+        panic!("allowed without a token");
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.headers[0],
+        (
+            "www-authenticate".to_owned(),
+            "Bearer realm=\"wasm-jwt-authn\"".to_owned()
+        )
+    );
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["reason"], "missing_token");
+}
+
+#[test]
+fn invalid_token_gets_rfc6750_invalid_token_challenge() {
+    let expired = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"exp": NOW - 3600})),
+    );
+    let Decision::Deny(denial) = decide_token(&expired) else {
+        panic!("expired token allowed");
+    };
+    let response = denial.response("corp");
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.headers[0].1,
+        "Bearer realm=\"corp\", error=\"invalid_token\", error_description=\"the token has expired\""
+    );
+    assert_eq!(
+        response.body,
+        r#"{"description":"the token has expired","error":"invalid_token","reason":"expired"}"#
+    );
+}
+
+#[test]
+fn a_basic_authorization_header_is_not_a_token() {
+    let headers = vec![("authorization".to_owned(), "Basic dXNlcjpwYXNz".to_owned())];
+    assert_denied(
+        &decide_on(&load(&base_config()), "GET", "/orders", &headers),
+        "missing_token",
+    );
+}
+
+#[test]
+fn bearer_scheme_is_case_insensitive() {
+    let token = token("ES256", TestKey::P256, &claims());
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let headers = vec![("authorization".to_owned(), format!("{scheme} {token}"))];
+        allowed(decide_on(&load(&base_config()), "GET", "/orders", &headers));
+    }
+}
+
+#[test]
+fn lifetime_checks_apply_clock_skew() {
+    let cases = [
+        (json!({"exp": NOW - 60}), None),
+        (json!({"exp": NOW - 61}), Some("expired")),
+        (json!({"nbf": NOW + 60}), None),
+        (json!({"nbf": NOW + 61}), Some("not_yet_valid")),
+        (json!({"iat": NOW + 60}), None),
+        (json!({"iat": NOW + 61}), Some("issued_in_future")),
+        (json!({"exp": null}), Some("missing_claim")),
+        (json!({"exp": "tomorrow"}), Some("invalid_claim")),
+        (json!({"exp": -1}), Some("invalid_claim")),
+        (json!({"exp": 1e300}), Some("invalid_claim")),
+        (
+            json!({"exp": 18446744073709551615u64}),
+            Some("invalid_claim"),
+        ),
+        (
+            json!({"nbf": -9223372036854775808i64}),
+            Some("invalid_claim"),
+        ),
+        (json!({"exp": (NOW as f64) + 0.5}), None),
+    ];
+    for (changes, expected) in cases {
+        let decision = decide_token(&token(
+            "ES256",
+            TestKey::P256,
+            &with(claims(), changes.clone()),
+        ));
+        assert_eq!(reason_of(&decision), expected, "claims change {changes}");
+    }
+}
+
+#[test]
+fn max_lifetime_bounds_exp_minus_iat() {
+    let mut document = base_config();
+    document["providers"][0]["max_lifetime_seconds"] = json!(3600);
+    let config = load(&document);
+    let check = |changes: Value| {
+        let token = token("ES256", TestKey::P256, &with(claims(), changes));
+        reason_of(&decide_on(&config, "GET", "/orders", &bearer(&token)))
+    };
+    assert_eq!(check(json!({"iat": NOW - 10, "exp": NOW + 3590})), None);
+    assert_eq!(
+        check(json!({"iat": NOW - 10, "exp": NOW + 3591})),
+        Some("lifetime_too_long")
+    );
+    assert_eq!(check(json!({"iat": null})), Some("lifetime_too_long"));
+}
+
+#[test]
+fn audience_must_overlap_the_configured_audiences() {
+    let cases = [
+        (json!("api://other"), None),
+        (json!(["x", AUDIENCE]), None),
+        (json!("api://elsewhere"), Some("audience_mismatch")),
+        (json!([]), Some("audience_mismatch")),
+        (json!([AUDIENCE, 7]), Some("invalid_claim")),
+        (json!({"aud": AUDIENCE}), Some("invalid_claim")),
+    ];
+    for (audience, expected) in cases {
+        let claims = with(claims(), json!({ "aud": audience.clone() }));
+        let decision = decide_token(&token("ES256", TestKey::P256, &claims));
+        assert_eq!(reason_of(&decision), expected, "aud {audience}");
+    }
+    let no_audience = with(claims(), json!({"aud": null}));
+    assert_denied(
+        &decide_token(&token("ES256", TestKey::P256, &no_audience)),
+        "missing_claim",
+    );
+}
+
+#[test]
+fn required_claims_are_configurable() {
+    let mut document = base_config();
+    document["providers"][0]["required_claims"] = json!(["exp", "jti"]);
+    let config = load(&document);
+    let token_without_jti = token("ES256", TestKey::P256, &claims());
+    let Decision::Deny(denial) = decide_on(&config, "GET", "/orders", &bearer(&token_without_jti))
+    else {
+        panic!("allowed without jti");
+    };
+    assert_eq!(denial.claim(), Some("jti"));
+    assert!(denial.response("r").body.contains(r#""claim":"jti""#));
+
+    document["providers"][0]["required_claims"] = json!([]);
+    let config = load(&document);
+    let token_without_exp = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"exp": null})),
+    );
+    allowed(decide_on(
+        &config,
+        "GET",
+        "/orders",
+        &bearer(&token_without_exp),
+    ));
+}
+
+#[test]
+fn issuer_picks_the_provider_and_unknown_issuers_are_rejected() {
+    let unknown = with(claims(), json!({"iss": "https://evil.example.com"}));
+    assert_denied(
+        &decide_token(&token("ES256", TestKey::P256, &unknown)),
+        "unknown_issuer",
+    );
+    let no_issuer = with(claims(), json!({"iss": null}));
+    assert_denied(
+        &decide_token(&token("ES256", TestKey::P256, &no_issuer)),
+        "unknown_issuer",
+    );
+    // Issuers compare exactly: no trailing-slash or case folding.
+    let near = with(claims(), json!({"iss": format!("{ISSUER}/")}));
+    assert_denied(
+        &decide_token(&token("ES256", TestKey::P256, &near)),
+        "unknown_issuer",
+    );
+}
+
+#[test]
+fn a_route_accepts_only_its_providers() {
+    let config = load(&base_config());
+    let corp_token = token("ES256", TestKey::P256, &claims());
+    let decision = decide_on(
+        &config,
+        "GET",
+        &format!("/partner?access_token={corp_token}"),
+        &[],
+    );
+    assert_denied(&decision, "issuer_not_accepted");
+    // The partner route looks only where partner tokens are sent, so a header token there is
+    // not seen at all.
+    assert_denied(
+        &decide_on(&config, "GET", "/partner", &bearer(&corp_token)),
+        "missing_token",
+    );
+}
+
+#[test]
+fn no_matching_rule_requires_a_token_from_any_provider() {
+    let config = load(&base_config());
+    let partner = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"iss": OTHER_ISSUER})),
+    );
+    let path = format!("/anything?access_token={partner}");
+    let allowed = allowed(decide_on(&config, "GET", &path, &[]));
+    assert_eq!(allowed.provider.as_deref(), Some("partner"));
+    // forward_token: false strips the query parameter.
+    assert_eq!(allowed.edits.path.as_deref(), Some("/anything"));
+}
+
+#[test]
+fn token_found_where_its_provider_does_not_send_tokens_is_rejected() {
+    let config = load(&base_config());
+    let partner = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"iss": OTHER_ISSUER})),
+    );
+    assert_denied(
+        &decide_on(&config, "GET", "/orders", &bearer(&partner)),
+        "wrong_token_source",
+    );
+}
+
+#[test]
+fn rule_methods_restrict_the_match() {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"match": {"path_prefix": "/admin", "methods": ["GET"]}, "allow": "anonymous"}
+    ]);
+    let config = load(&document);
+    allowed(decide_on(&config, "GET", "/admin", &[]));
+    assert_denied(
+        &decide_on(&config, "DELETE", "/admin", &[]),
+        "missing_token",
+    );
+}
+
+#[test]
+fn first_matching_rule_wins() {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"match": {"path_exact": "/public/secret"}, "providers": ["corp"]},
+        {"match": {"path_prefix": "/public"}, "allow": "anonymous"}
+    ]);
+    let config = load(&document);
+    allowed(decide_on(&config, "GET", "/public/page?x=1", &[]));
+    assert_denied(
+        &decide_on(&config, "GET", "/public/secret?x=1", &[]),
+        "missing_token",
+    );
+}
+
+#[test]
+fn unnormalized_paths_are_refused_before_rules_match() {
+    let config = load(&base_config());
+    for path in [
+        "/healthz/../admin",
+        "/healthz/./x",
+        "/healthz//x",
+        "/healthz/%2e%2e/admin",
+        "/healthz%2Fadmin",
+        "/healthz\\admin",
+        "/healthz/..",
+    ] {
+        let decision = decide_on(&config, "GET", path, &[]);
+        assert_denied(&decision, "unnormalized_path");
+        let Decision::Deny(denial) = decision else {
+            unreachable!()
+        };
+        assert_eq!(denial.response("r").status, 400, "{path}");
+    }
+    allowed(decide_on(&config, "GET", "/healthz/", &[]));
+}
+
+#[test]
+fn two_tokens_in_one_request_are_refused() {
+    let config = load(&base_config());
+    let corp = token("ES256", TestKey::P256, &claims());
+    let mut headers = bearer(&corp);
+    headers.extend(bearer(&corp));
+    let decision = decide_on(&config, "GET", "/orders", &headers);
+    assert_denied(&decision, "multiple_tokens");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response("r");
+    assert_eq!(response.status, 400);
+    assert!(response.headers[0].1.contains("error=\"invalid_request\""));
+
+    let partner = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"iss": OTHER_ISSUER})),
+    );
+    let headers = vec![("cookie".to_owned(), format!("session={partner}"))];
+    let path = format!("/x?access_token={partner}");
+    assert_denied(
+        &decide_on(&config, "GET", &path, &headers),
+        "multiple_tokens",
+    );
+}
+
+#[test]
+fn forward_token_false_strips_the_cookie_and_keeps_the_others() {
+    let config = load(&base_config());
+    let partner = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"iss": OTHER_ISSUER})),
+    );
+    let headers = vec![("cookie".to_owned(), format!("a=1; session={partner}; b=2"))];
+    let allowed = allowed(decide_on(&config, "GET", "/partner/x", &headers));
+    assert!(allowed.edits.remove_headers.contains(&"cookie".to_owned()));
+    assert_eq!(
+        allowed.edits.set_headers,
+        vec![("cookie".to_owned(), "a=1; b=2".to_owned())]
+    );
+}
+
+#[test]
+fn forward_token_false_strips_the_authorization_header() {
+    let mut document = base_config();
+    document["providers"][0]["forward_token"] = json!(false);
+    document["providers"][0]["payload_header"] = json!("x-jwt-payload");
+    let config = load(&document);
+    let token = token("ES256", TestKey::P256, &claims());
+    let allowed = allowed(decide_on(&config, "GET", "/orders", &bearer(&token)));
+    assert!(allowed
+        .edits
+        .remove_headers
+        .contains(&"authorization".to_owned()));
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    assert!(allowed
+        .edits
+        .set_headers
+        .contains(&("x-jwt-payload".to_owned(), payload)));
+}
+
+#[test]
+fn algorithm_allow_list_and_key_compatibility_are_enforced() {
+    let partner_claims = with(claims(), json!({"iss": OTHER_ISSUER}));
+    let rs256 = token("RS256", TestKey::Rsa2048, &partner_claims);
+    let config = load(&base_config());
+    let decision = decide_on(&config, "GET", &format!("/x?access_token={rs256}"), &[]);
+    assert_denied(&decision, "algorithm_not_allowed");
+
+    // A P-256 key never verifies an RS256 token, even if the token names its kid.
+    let header = json!({"alg": "RS256", "kid": "p256"}).to_string();
+    let confused = sign_raw("RS256", TestKey::Rsa2048, &header, &claims().to_string());
+    assert_denied(&decide_token(&confused), "no_compatible_key");
+}
+
+#[test]
+fn keys_are_found_by_exact_kid_only() {
+    let header = json!({"alg": "ES256", "kid": "P256"}).to_string();
+    let wrong_case = sign_raw("ES256", TestKey::P256, &header, &claims().to_string());
+    assert_denied(&decide_token(&wrong_case), "unknown_key_id");
+    // Without a kid, every compatible key is tried.
+    let header = json!({"alg": "ES256"}).to_string();
+    allowed(decide_token(&sign_raw(
+        "ES256",
+        TestKey::P256,
+        &header,
+        &claims().to_string(),
+    )));
+}
+
+#[test]
+fn a_token_signed_by_an_untrusted_key_is_rejected() {
+    let header = json!({"alg": "ES256", "kid": "p256"}).to_string();
+    let forged = sign_raw("ES256", TestKey::P256Other, &header, &claims().to_string());
+    assert_denied(&decide_token(&forged), "bad_signature");
+}
+
+#[test]
+fn token_types_default_and_configured() {
+    let typed = |typ: Option<&str>| {
+        let mut header = json!({"alg": "ES256", "kid": "p256"});
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        sign_raw(
+            "ES256",
+            TestKey::P256,
+            &header.to_string(),
+            &claims().to_string(),
+        )
+    };
+    for accepted in [
+        None,
+        Some("JWT"),
+        Some("jwt"),
+        Some("at+jwt"),
+        Some("application/at+jwt"),
+    ] {
+        allowed(decide_token(&typed(accepted)));
+    }
+    assert_denied(
+        &decide_token(&typed(Some("id_token+jwt"))),
+        "token_type_not_allowed",
+    );
+
+    let mut document = base_config();
+    document["providers"][0]["token_types"] = json!(["at+jwt"]);
+    let config = load(&document);
+    let check = |token: String| reason_of(&decide_on(&config, "GET", "/orders", &bearer(&token)));
+    assert_eq!(check(typed(Some("at+JWT"))), None);
+    assert_eq!(check(typed(Some("JWT"))), Some("token_type_not_allowed"));
+    assert_eq!(check(typed(None)), Some("token_type_not_allowed"));
+}
+
+#[test]
+fn malformed_tokens_get_their_own_reasons() {
+    let good = token("ES256", TestKey::P256, &claims());
+    let header = b64url(br#"{"alg":"ES256","kid":"p256"}"#);
+    let payload = b64url(claims().to_string().as_bytes());
+    let cases = [
+        ("a.b".to_owned(), "malformed_token"),
+        (format!("{good}.x"), "malformed_token"),
+        // 86 signature characters + "A" is the canonical spelling of 65 bytes: too long for ES256.
+        (format!("{good}A"), "bad_signature"),
+        // + "B" leaves a non-zero unused bit.
+        (format!("{good}B"), "non_canonical_base64"),
+        // 128 characters + 1 leaves a stray character that encodes no whole byte.
+        (
+            format!("{}A", token("ES384", TestKey::P384, &claims())),
+            "non_canonical_base64",
+        ),
+        (format!("{good}+"), "non_canonical_base64"),
+        (format!("{good}="), "non_canonical_base64"),
+        (format!("{}.{payload}.sig", b64url(b"[]")), "malformed_json"),
+        (
+            format!("{}.{payload}.sig", b64url(b"not json")),
+            "malformed_json",
+        ),
+        (
+            format!("{header}.{}.sig", b64url(b"\"a string\"")),
+            "malformed_json",
+        ),
+        (
+            format!(
+                "{}.{payload}.sig",
+                b64url(br#"{"alg":"ES256","alg":"none"}"#)
+            ),
+            "duplicate_json_member",
+        ),
+        (
+            format!("{header}.{}.sig", b64url(br#"{"a":{"b":1,"b":2}}"#)),
+            "duplicate_json_member",
+        ),
+        (
+            format!(
+                "{}.{payload}.sig",
+                b64url(br#"{"alg":"ES256","crit":["exp"]}"#)
+            ),
+            "critical_header",
+        ),
+        (
+            format!(
+                "{}.{payload}.sig",
+                b64url(br#"{"alg":"ES256","b64":false}"#)
+            ),
+            "unencoded_payload",
+        ),
+        (
+            format!("{}.{payload}.sig", b64url(br#"{"kid":"p256"}"#)),
+            "malformed_header",
+        ),
+        (
+            format!("{}.{payload}.sig", b64url(br#"{"alg":"ES256","kid":7}"#)),
+            "malformed_header",
+        ),
+        (
+            format!("{}.{payload}.", b64url(br#"{"alg":"none"}"#)),
+            "unsupported_algorithm",
+        ),
+        (
+            format!("{}.{payload}.sig", b64url(br#"{"alg":"HS256"}"#)),
+            "unsupported_algorithm",
+        ),
+        (
+            format!("{}.{payload}.sig", b64url(br#"{"alg":"es256"}"#)),
+            "unsupported_algorithm",
+        ),
+    ];
+    for (token, expected) in cases {
+        assert_denied(&decide_token(&token), expected);
+    }
+}
+
+#[test]
+fn oversized_tokens_are_refused_before_parsing() {
+    let mut document = base_config();
+    document["max_token_bytes"] = json!(64);
+    let config = load(&document);
+    let token = token("ES256", TestKey::P256, &claims());
+    assert_denied(
+        &decide_on(&config, "GET", "/orders", &bearer(&token)),
+        "token_too_large",
+    );
+}
+
+/// Flips one bit of one decoded segment and re-encodes it canonically, so the change is
+/// only in content: every such token must be denied (the bit flips of jwt-compact's tests).
+#[test]
+fn flipping_any_bit_of_any_segment_is_detected() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    for alg in ["RS256", "PS256", "ES256", "ES384", "EdDSA"] {
+        let good = token(alg, TestKey::for_algorithm(alg), &claims());
+        let segments: Vec<Vec<u8>> = good
+            .split('.')
+            .map(|segment| URL_SAFE_NO_PAD.decode(segment).unwrap())
+            .collect();
+        for (index, segment) in segments.iter().enumerate() {
+            let step = (segment.len() / 13).max(1);
+            for position in (0..segment.len()).step_by(step) {
+                for bit in [0x01u8, 0x80] {
+                    let mut tampered = segments.clone();
+                    tampered[index][position] ^= bit;
+                    let token = tampered
+                        .iter()
+                        .map(|segment| URL_SAFE_NO_PAD.encode(segment))
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let decision = decide_token(&token);
+                    assert!(
+                        matches!(decision, Decision::Deny(_)),
+                        "{alg}: flipping bit {bit:#x} of byte {position} in segment {index} was accepted"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reason_has_a_distinct_stable_name() {
+    let mut names: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), Reason::ALL.len());
+    for reason in Reason::ALL {
+        let description = reason.description();
+        assert!(
+            !description.contains('"') && !description.contains('\\'),
+            "{description}"
+        );
+    }
+}
