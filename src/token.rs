@@ -238,13 +238,14 @@ pub fn parse(token: &str, max_token_bytes: usize) -> Result<UntrustedToken<'_>, 
     let signing_input = token
         .get(..header.len() + 1 + payload.len())
         .ok_or(MalformedToken::SegmentCount)?;
-    let header_object = json_segment(header)?;
+    // The header first: an unusable `alg` or `crit` is the more useful reason to report.
+    let header = jose_header(&json_segment(header)?)?;
     let claims = json_segment(payload)?;
     let signature = decode_segment(signature)?;
     Ok(UntrustedToken {
         signing_input,
         encoded_payload: payload,
-        header: jose_header(&header_object)?,
+        header,
         claims,
         signature,
     })
@@ -416,7 +417,7 @@ mod tests {
         assert_eq!(parse("", 100).unwrap_err(), MalformedToken::SegmentCount);
         assert_eq!(parse("..", 100).unwrap_err(), MalformedToken::NotJsonObject);
         assert_eq!(
-            parse("e30.e30 .", 100).unwrap_err(),
+            parse("eyJhbGciOiJFUzI1NiJ9.e30 .", 100).unwrap_err(),
             MalformedToken::NonCanonicalBase64
         );
         assert_eq!(
