@@ -6,7 +6,12 @@
 //! cargo run --example mint -- token [ALG]     # a token valid for one hour (default RS256)
 //! ```
 //! Tokens are issued by `https://idp.local.test` for audience `api://demo`, subject `demo-user`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};

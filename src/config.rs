@@ -710,7 +710,8 @@ mod tests {
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
     )]
 
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

@@ -296,10 +296,8 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
     if y.len() != field_size {
         return Err(KeyProblem::BadMember("y"));
     }
-    let mut point = Vec::with_capacity(1 + 2 * field_size);
-    point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
+    // SEC 1 uncompressed point: 0x04 || x || y.
+    let point = [&[0x04][..], &x, &y].concat();
     // `from_sec1_bytes` rejects points that are not on the curve and the identity.
     if field_size == 32 {
         p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
@@ -330,7 +328,8 @@ mod tests {
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
     )]
 
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

@@ -155,23 +155,22 @@ pub fn query_name_is(raw: &str, expected: &str) -> bool {
     if !raw.contains('%') {
         return raw == expected;
     }
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut position = 0;
-    while let Some(&byte) = bytes.get(position) {
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut rest = raw.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
         let escaped = (byte == b'%')
-            .then(|| bytes.get(position + 1..position + 3))
+            .then(|| tail.get(..2))
             .flatten()
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(value) => {
+        match (escaped, tail.get(2..)) {
+            (Some(value), Some(after)) => {
                 decoded.push(value);
-                position += 3;
+                rest = after;
             }
-            None => {
+            _ => {
                 decoded.push(byte);
-                position += 1;
+                rest = tail;
             }
         }
     }
@@ -226,17 +225,10 @@ pub fn parse(token: &str, max_token_bytes: usize) -> Result<UntrustedToken<'_>, 
     if token.len() > max_token_bytes {
         return Err(MalformedToken::TooLarge);
     }
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(MalformedToken::SegmentCount);
-    };
-    let signing_input = token
-        .get(..header.len() + 1 + payload.len())
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(MalformedToken::SegmentCount)?;
+    let (header, payload) = signing_input
+        .split_once('.')
+        .filter(|(_, payload)| !payload.contains('.'))
         .ok_or(MalformedToken::SegmentCount)?;
     // The header first: an unusable `alg` or `crit` is the more useful reason to report.
     let header = jose_header(&json_segment(header)?)?;
@@ -303,7 +295,8 @@ mod tests {
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
     )]
 
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

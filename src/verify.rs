@@ -148,10 +148,9 @@ fn check_claims(
     check_audience(claims, provider)
 }
 
-/// Reads a NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional.
-/// Fractions are dropped toward the stricter side for each claim by the comparisons above
-/// being made on whole seconds of the floor, which for `exp` is stricter and for
-/// `nbf`/`iat` lenient by under a second.
+/// Reads a NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional, within
+/// `0..=MAX_NUMERIC_DATE`. A fraction is dropped (floor): for `exp` that is stricter by under a
+/// second, for `nbf`/`iat` more lenient by under a second, both well inside the clock skew.
 fn numeric_date(
     claims: &Map<String, Value>,
     claim: &'static str,
@@ -159,26 +158,29 @@ fn numeric_date(
     let Some(value) = claims.get(claim) else {
         return Ok(None);
     };
-    let seconds = match value {
-        Value::Number(number) => {
-            if let Some(whole) = number.as_i64() {
-                whole
-            } else if let Some(fraction) = number.as_f64() {
-                if !fraction.is_finite() || fraction < 0.0 || fraction > MAX_NUMERIC_DATE as f64 {
-                    return Err(Rejection::InvalidClaim(claim));
-                }
-                // In range and finite: the conversion is exact for the whole part.
-                fraction.floor() as i64
-            } else {
-                return Err(Rejection::InvalidClaim(claim));
-            }
-        }
-        _ => return Err(Rejection::InvalidClaim(claim)),
+    let invalid = Rejection::InvalidClaim(claim);
+    let Value::Number(number) = value else {
+        return Err(invalid);
     };
-    if !(0..=MAX_NUMERIC_DATE).contains(&seconds) {
-        return Err(Rejection::InvalidClaim(claim));
+    let seconds = match (number.as_i64(), number.as_f64()) {
+        (Some(whole), _) => whole,
+        (None, Some(fraction)) => whole_seconds(fraction).ok_or(invalid.clone())?,
+        (None, None) => return Err(invalid),
+    };
+    if (0..=MAX_NUMERIC_DATE).contains(&seconds) {
+        Ok(Some(seconds))
+    } else {
+        Err(invalid)
     }
-    Ok(Some(seconds))
+}
+
+/// The whole seconds of a non-integral date, if it is a finite number in the valid range.
+#[allow(clippy::as_conversions, clippy::cast_possible_truncation)]
+fn whole_seconds(fraction: f64) -> Option<i64> {
+    // MAX_NUMERIC_DATE is below 2^53, so it and every whole number up to it are exact in f64,
+    // and the range check makes the final conversion exact rather than saturating.
+    let in_range = fraction.is_finite() && (0.0..=MAX_NUMERIC_DATE as f64).contains(&fraction);
+    in_range.then(|| fraction.floor() as i64)
 }
 
 fn check_audience(claims: &Map<String, Value>, provider: &Provider) -> Result<(), Rejection> {
