@@ -360,7 +360,7 @@ fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Al
 fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
     let path_matches = match &rule.path {
         PathMatch::Any => true,
-        PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+        PathMatch::Prefix(prefix) => matches_path_prefix(path, prefix),
         PathMatch::Exact(exact) => path == exact,
     };
     path_matches
@@ -368,6 +368,17 @@ fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
             .methods
             .as_ref()
             .is_none_or(|methods| methods.iter().any(|allowed| allowed == method))
+}
+
+/// A prefix matches whole segments: `/healthz` matches `/healthz` and `/healthz/live` but not
+/// `/healthzadmin` or `/healthz-internal` (Envoy's `path_separated_prefix`; a plain string
+/// prefix would quietly open every sibling path to an anonymous rule). A prefix ending in `/`
+/// matches everything below it.
+fn matches_path_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
 }
 
 /// Whether `path` (without query) is in the form rules can safely match: no empty, `.` or `..`

@@ -415,6 +415,17 @@ fn rule_methods_restrict_the_match() {
 }
 
 #[test]
+fn path_prefixes_match_whole_segments() {
+    let config = load(&base_config());
+    for open in ["/healthz", "/healthz/", "/healthz/live", "/healthz?x=1"] {
+        allowed(decide_on(&config, "GET", open, &[]));
+    }
+    for closed in ["/healthzadmin", "/healthz-internal/secrets", "/health"] {
+        assert_denied(&decide_on(&config, "GET", closed, &[]), "missing_token");
+    }
+}
+
+#[test]
 fn first_matching_rule_wins() {
     let mut document = base_config();
     document["rules"] = json!([

@@ -85,13 +85,9 @@ const JSON_WEB_SIGNATURE_EXCEPTIONS: &[Exception] = &[
     },
 ];
 
-const JSON_WEB_KEY_EXCEPTIONS: &[Exception] = &[Exception {
-    tc_id: 7,
-    outcome: "Accepted",
-    reason: "the key has the ROCA weakness (CVE-2017-15361); `parse_key` does not fingerprint \
-             RSA moduli, so the signature verifies; keys come from the operator's trusted \
-             issuers, and a ROCA check is a possible hardening, not a JWS rule",
-}];
+/// None: tcId 7 (a key with the ROCA weakness, CVE-2017-15361) is refused by `parse_key`'s
+/// fingerprint check, as Wycheproof expects.
+const JSON_WEB_KEY_EXCEPTIONS: &[Exception] = &[];
 
 // ---------------------------------------------------------------------------------------------
 // One test per family of files.
