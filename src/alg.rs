@@ -168,6 +168,12 @@ fn verify_rsa(
     if signature.len() != key.size() {
         return Err(SignatureError::WrongLength);
     }
+    // RFC 8017 §5.2.2: the signature representative must be below the modulus. The `rsa` crate
+    // checks this for PKCS#1 v1.5 but not for PSS, where `s + n` (when it still fits in the
+    // modulus length) would verify too: a second spelling of the same token.
+    if rsa::BigUint::from_bytes_be(signature) >= *key.n() {
+        return Err(SignatureError::Invalid);
+    }
     let signature =
         RsaSignature::try_from_slice(signature).map_err(|_| SignatureError::WrongLength)?;
     Ok(algorithm.verify_signature(&signature, key, message))
@@ -280,6 +286,49 @@ mod tests {
                 &signature
             ),
             Err(SignatureError::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn rsa_signatures_at_or_above_the_modulus_are_refused() {
+        use rsa::traits::PublicKeyParts as _;
+        let message = b"m";
+        let PublicKey::Rsa(key) = public_key(TestKey::Rsa2048) else {
+            panic!("not an RSA key");
+        };
+        let size = key.size();
+        let mut found_one = false;
+        // A PSS signature is random: retry until `s + n` still fits in the modulus length.
+        for _ in 0..64 {
+            let signature = TestKey::Rsa2048.sign("PS256", message);
+            let shifted = (rsa::BigUint::from_bytes_be(&signature) + key.n()).to_bytes_be();
+            if shifted.len() != size {
+                continue;
+            }
+            found_one = true;
+            assert_eq!(
+                verify_signature(
+                    Algorithm::Ps256,
+                    &public_key(TestKey::Rsa2048),
+                    message,
+                    &signature
+                ),
+                Ok(())
+            );
+            assert_eq!(
+                verify_signature(
+                    Algorithm::Ps256,
+                    &public_key(TestKey::Rsa2048),
+                    message,
+                    &shifted
+                ),
+                Err(SignatureError::Invalid)
+            );
+            break;
+        }
+        assert!(
+            found_one,
+            "no PSS signature with s + n below 2^2048 in 64 tries"
         );
     }
 

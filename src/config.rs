@@ -114,7 +114,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub max_token_bytes: usize,
     pub realm: String,
-    /// Every provider's token sources, each once: where a request's token is looked for.
+    /// Every provider's token sources, each once: where a request's token is looked for, on
+    /// every route, so that a second token cannot ride along unverified.
     pub token_sources: Vec<TokenSource>,
     /// Every header `claims_to_headers` and `payload_header` may set: removed from every
     /// request first, so a client can never supply them itself.
@@ -208,9 +209,6 @@ pub struct Rule {
     /// Upper-case method names; `None` matches every method.
     pub methods: Option<Vec<String>>,
     pub action: RuleAction,
-    /// The token sources of the providers this rule accepts, each once (empty when anonymous):
-    /// a route only looks where its own providers put tokens.
-    pub token_sources: Vec<TokenSource>,
 }
 
 /// A configuration that cannot be used, with the field at fault.
@@ -263,11 +261,12 @@ impl Config {
         validate(raw)
     }
 
-    /// The provider whose `issuer` is exactly `issuer`.
-    pub fn provider_by_issuer(&self, issuer: &str) -> Option<ProviderIndex> {
+    /// The provider whose `issuer` is exactly `issuer`, with its position.
+    pub fn provider_by_issuer(&self, issuer: &str) -> Option<(ProviderIndex, &Provider)> {
         self.providers
             .iter()
-            .position(|provider| provider.issuer == issuer)
+            .enumerate()
+            .find(|(_, provider)| provider.issuer == issuer)
     }
 }
 
@@ -573,16 +572,20 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
-/// Headers the filter must never set or strip from claims: they steer routing or framing.
-const RESERVED_HEADERS: [&str; 8] = [
+/// Headers the filter must never set or strip from claims: they steer routing, framing or
+/// credentials (hop-by-hop headers of RFC 9110 §7.6.1 and their historic spellings included).
+const RESERVED_HEADERS: [&str; 11] = [
     "host",
     "content-length",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-connection",
     "te",
     "upgrade",
     "cookie",
     "authorization",
+    "proxy-authorization",
 ];
 
 fn validate_header_name(field: &str, name: &str) -> Result<String, ConfigError> {
@@ -671,23 +674,10 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
                 "a rule has exactly one of `\"allow\": \"anonymous\"` and `\"providers\": [...]`",
             )),
         };
-    let mut token_sources: Vec<TokenSource> = Vec::new();
-    if let RuleAction::RequireToken(indexes) = &action {
-        for source in indexes
-            .iter()
-            .filter_map(|index| providers.get(*index))
-            .flat_map(|provider| &provider.token_sources)
-        {
-            if !token_sources.contains(source) {
-                token_sources.push(source.clone());
-            }
-        }
-    }
     Ok(Rule {
         path,
         methods,
         action,
-        token_sources,
     })
 }
 

@@ -303,32 +303,27 @@ fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Al
         .iter()
         .find(|rule| rule_matches(rule, request.method, path));
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
-    let (accepted, sources): (Option<&[ProviderIndex]>, _) = match rule {
-        Some(Rule {
-            action: RuleAction::AllowAnonymous,
-            ..
-        }) => {
+    let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
+        Some(RuleAction::AllowAnonymous) => {
             return Ok(Allowed {
                 provider: None,
                 subject: None,
                 edits,
             })
         }
-        Some(Rule {
-            action: RuleAction::RequireToken(providers),
-            token_sources,
-            ..
-        }) => (Some(providers.as_slice()), token_sources.as_slice()),
-        None => (None, config.token_sources.as_slice()),
+        Some(RuleAction::RequireToken(providers)) => Some(providers),
+        None => None,
     };
 
-    let found = match token::extract(request, sources) {
+    // Every source of every provider is searched, whatever the route accepts: a second token
+    // elsewhere would reach the upstream unverified next to the one that was checked.
+    let found = match token::extract(request, &config.token_sources) {
         Ok(Some(found)) => found,
         Ok(None) => return Err(Denial::MissingToken),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens),
     };
     let untrusted = token::parse(found.value, config.max_token_bytes)?;
-    let provider_index = untrusted
+    let (provider_index, provider) = untrusted
         .claims
         .get("iss")
         .and_then(serde_json::Value::as_str)
@@ -337,14 +332,10 @@ fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Al
     if accepted.is_some_and(|accepted| !accepted.contains(&provider_index)) {
         return Err(Denial::IssuerNotAccepted);
     }
-    let provider = config
-        .providers
-        .get(provider_index)
-        .ok_or(Denial::UnknownIssuer)?;
     if !provider.token_sources.contains(found.source) {
         return Err(Denial::WrongTokenSource);
     }
-    let verified = verify::verify(untrusted, provider_index, provider, now)?;
+    let verified = verify::verify(untrusted, provider, now)?;
 
     edits.add_identity(provider, &verified);
     if !provider.forward_token {
@@ -361,13 +352,25 @@ fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
     let path_matches = match &rule.path {
         PathMatch::Any => true,
         PathMatch::Prefix(prefix) => matches_path_prefix(path, prefix),
-        PathMatch::Exact(exact) => path == exact,
+        PathMatch::Exact(exact) => without_trailing_slash(path) == without_trailing_slash(exact),
     };
+    // Methods are case-sensitive in HTTP, but some frameworks route `post` as `POST`: comparing
+    // case-insensitively keeps a lower-case method from slipping past its rule.
     path_matches
-        && rule
-            .methods
-            .as_ref()
-            .is_none_or(|methods| methods.iter().any(|allowed| allowed == method))
+        && rule.methods.as_ref().is_none_or(|methods| {
+            methods
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(method))
+        })
+}
+
+/// `/a/b/` and `/a/b` name the same resource to most upstream frameworks, so an exact rule
+/// matches both; `/` stays `/`.
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
+    }
 }
 
 /// A prefix matches whole segments: `/healthz` matches `/healthz` and `/healthz/live` but not
@@ -381,20 +384,30 @@ fn matches_path_prefix(path: &str, prefix: &str) -> bool {
     }
 }
 
-/// Whether `path` (without query) is in the form rules can safely match: no empty, `.` or `..`
-/// segments, no backslash, and no percent-encoded `/`, `\` or `.` that the upstream might
-/// decode into one. Envoy's `normalize_path`, `merge_slashes` and
+/// Whether `path` (without query) is in the one form rules can safely match, the form an
+/// upstream resolves it to. Refused: empty, `.` and `..` segments; backslashes; `;` (path
+/// parameters, which servlet containers strip: `/public/..;/admin`); and percent-escapes that
+/// are malformed or that encode an unreserved character, `/` or `\` (RFC 3986 §6.2.2.2: they
+/// have an unescaped spelling, so `/adm%69n` would otherwise miss an `/admin` rule). Escapes of
+/// other characters (`%20`, `%C3%A9`) are fine. Envoy's `normalize_path`, `merge_slashes` and
 /// `path_with_escaped_slashes_action` produce such paths; this check makes a host that does not
-/// fail closed instead of letting `/public/../admin` match a `/public` rule.
+/// fail closed.
 pub fn is_normalized(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
+    if !path.starts_with('/') || path.contains(['\\', ';']) {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2f", "%5c", "%2e"]
-        .iter()
-        .any(|escape| lower.contains(escape))
-    {
+    let mut escapes = path.split('%').skip(1);
+    let escapes_are_necessary = escapes.all(|after_percent| {
+        let decoded = after_percent
+            .get(..2)
+            .filter(|hex| hex.bytes().all(|digit| digit.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            None => false,
+            Some(byte) => !(byte.is_ascii_alphanumeric() || b"-._~/\\".contains(&byte)),
+        }
+    });
+    if !escapes_are_necessary {
         return false;
     }
     // The first segment is the empty one before the leading `/`.

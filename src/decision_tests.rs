@@ -235,8 +235,8 @@ fn bearer_scheme_is_case_insensitive() {
 #[test]
 fn lifetime_checks_apply_clock_skew() {
     let cases = [
-        (json!({"exp": NOW - 60}), None),
-        (json!({"exp": NOW - 61}), Some("expired")),
+        (json!({"exp": NOW - 59}), None),
+        (json!({"exp": NOW - 60}), Some("expired")),
         (json!({"nbf": NOW + 60}), None),
         (json!({"nbf": NOW + 61}), Some("not_yet_valid")),
         (json!({"iat": NOW + 60}), None),
@@ -363,12 +363,12 @@ fn a_route_accepts_only_its_providers() {
         &[],
     );
     assert_denied(&decision, "issuer_not_accepted");
-    // The partner route looks only where partner tokens are sent, so a header token there is
-    // not seen at all.
+    // Every source is searched on every route: a corp token in the header is found, and refused.
     assert_denied(
         &decide_on(&config, "GET", "/partner", &bearer(&corp_token)),
-        "missing_token",
+        "issuer_not_accepted",
     );
+    assert_denied(&decide_on(&config, "GET", "/partner", &[]), "missing_token");
 }
 
 #[test]
@@ -451,6 +451,14 @@ fn unnormalized_paths_are_refused_before_rules_match() {
         "/healthz%2Fadmin",
         "/healthz\\admin",
         "/healthz/..",
+        "/healthz/..;/admin",
+        "/healthz;x",
+        "/adm%69n",
+        "/admin%2D",
+        "/healthz%7e",
+        "/a%zz",
+        "/a%+5",
+        "/a%2",
     ] {
         let decision = decide_on(&config, "GET", path, &[]);
         assert_denied(&decision, "unnormalized_path");
@@ -460,6 +468,43 @@ fn unnormalized_paths_are_refused_before_rules_match() {
         assert_eq!(denial.response("r").status, 400, "{path}");
     }
     allowed(decide_on(&config, "GET", "/healthz/", &[]));
+    allowed(decide_on(&config, "GET", "/healthz/a%20b%C3%A9", &[]));
+}
+
+#[test]
+fn a_second_token_in_a_source_the_route_does_not_use_is_still_refused() {
+    let config = load(&base_config());
+    let partner = token(
+        "ES256",
+        TestKey::P256,
+        &with(claims(), json!({"iss": OTHER_ISSUER})),
+    );
+    let mut headers = bearer("forged.token.here");
+    headers.push(("cookie".to_owned(), "x=1".to_owned()));
+    let path = format!("/partner/x?access_token={partner}");
+    assert_denied(
+        &decide_on(&config, "GET", &path, &headers),
+        "multiple_tokens",
+    );
+}
+
+#[test]
+fn exact_paths_match_with_or_without_a_trailing_slash_and_methods_in_any_case() {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"match": {"path_exact": "/public/secret", "methods": ["POST"]}, "providers": ["corp"]},
+        {"match": {"path_prefix": "/"}, "allow": "anonymous"}
+    ]);
+    let config = load(&document);
+    for (method, path) in [
+        ("POST", "/public/secret"),
+        ("POST", "/public/secret/"),
+        ("post", "/public/secret"),
+    ] {
+        assert_denied(&decide_on(&config, method, path, &[]), "missing_token");
+    }
+    allowed(decide_on(&config, "GET", "/public/secret", &[]));
+    allowed(decide_on(&config, "POST", "/public/secret/x", &[]));
 }
 
 #[test]

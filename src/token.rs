@@ -127,16 +127,12 @@ fn occurrences<'a>(request: &Request<'a>, source: &'a TokenSource) -> Vec<&'a st
             .query()
             .into_iter()
             .flat_map(|query| query.split('&'))
-            .filter_map(|pair| pair.split_once('='))
-            .filter(|(name, _)| query_name_is(name, parameter))
-            .map(|(_, value)| value)
+            .filter_map(|pair| query_token(pair, parameter))
             .collect(),
         TokenSource::Cookie { name } => request
             .header_values("cookie")
             .flat_map(|header| header.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(cookie, _)| cookie == name)
-            .map(|(_, value)| value.trim_matches('"'))
+            .filter_map(|pair| cookie_token(pair, name))
             .collect(),
     }
 }
@@ -150,8 +146,24 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
     }
 }
 
+/// The token in one `name=value` pair of a query string, if the pair is the parameter.
+/// Finding and stripping a token both use this, so they always agree on what the token is.
+pub fn query_token<'a>(pair: &'a str, parameter: &str) -> Option<&'a str> {
+    pair.split_once('=')
+        .filter(|(name, _)| query_name_is(name, parameter))
+        .map(|(_, value)| value)
+}
+
+/// The token in one `name=value` pair of a `Cookie` header, if the pair is the cookie.
+pub fn cookie_token<'a>(pair: &'a str, cookie: &str) -> Option<&'a str> {
+    pair.trim()
+        .split_once('=')
+        .filter(|(name, _)| *name == cookie)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
 /// Compares a raw query-string name with an expected name, decoding `%XX` escapes.
-pub fn query_name_is(raw: &str, expected: &str) -> bool {
+fn query_name_is(raw: &str, expected: &str) -> bool {
     if !raw.contains('%') {
         return raw == expected;
     }

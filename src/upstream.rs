@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::config::{Config, Provider};
-use crate::token::{FoundToken, Request, TokenSource};
+use crate::token::{cookie_token, query_token, FoundToken, Request, TokenSource};
 use crate::verify::VerifiedToken;
 
 /// Changes to make to the request before it goes upstream, in order: remove, then set.
@@ -54,12 +54,7 @@ impl UpstreamEdits {
                     .header_values("cookie")
                     .flat_map(|header| header.split(';'))
                     .map(str::trim)
-                    .filter(|pair| {
-                        !pair.is_empty()
-                            && pair
-                                .split_once('=')
-                                .is_none_or(|(cookie, _)| cookie != name)
-                    })
+                    .filter(|pair| !pair.is_empty() && cookie_token(pair, name).is_none())
                     .collect();
                 self.remove_headers.push("cookie".to_owned());
                 if !remaining.is_empty() {
@@ -77,10 +72,7 @@ fn path_without_parameter(request: &Request<'_>, parameter: &str) -> String {
         .query()
         .into_iter()
         .flat_map(|query| query.split('&'))
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            !crate::token::query_name_is(name, parameter)
-        })
+        .filter(|pair| query_token(pair, parameter).is_none())
         .collect();
     if kept.is_empty() {
         path.to_owned()

@@ -572,7 +572,8 @@ fn stripping_configuration() -> Value {
             provider("header", HEADER_ISSUER, json!([{"header": "authorization", "prefix": "Bearer "}])),
             provider("query", QUERY_ISSUER, json!([{"query": "access_token"}])),
             provider("cookie", COOKIE_ISSUER, json!([{"cookie": "session"}]))
-        ]
+        ],
+        "rules": [{"match": {"path_prefix": "/query-only"}, "providers": ["query"]}]
     })
 }
 
@@ -642,6 +643,18 @@ fn tokens_are_found_in_every_source_and_stripped_when_not_forwarded() {
             .get(
                 &format!("/orders?access_token={query}"),
                 &[("authorization", &bearer(&header))],
+            )
+            .denied("multiple_tokens");
+    });
+
+    stand.scenario("forged_second_token_outside_the_routes_sources", || {
+        // The route accepts only query tokens, yet a bearer header next to a valid one must not
+        // ride along to the upstream unverified.
+        let query = signed("ES256", &claims(QUERY_ISSUER, "carol"));
+        stand
+            .get(
+                &format!("/query-only?access_token={query}"),
+                &[("authorization", "Bearer forged.token.value")],
             )
             .denied("multiple_tokens");
     });

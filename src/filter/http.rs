@@ -81,11 +81,18 @@ impl AuthnHttpContext {
     /// Something went wrong between us and the host: refuse rather than let through.
     fn fail_closed(&self, message: &str) -> Action {
         self.log(LogLevel::Error, message);
+        if let Some(shared) = &self.shared {
+            shared.stats.count_internal_error();
+        }
         set_property(DECISION_PROPERTY, "deny");
         set_property(REASON_PROPERTY, "internal_error");
+        let headers = [
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ];
         self.send(
             500,
-            &[("content-type".to_owned(), "application/json".to_owned())],
+            &headers,
             r#"{"error":"internal_error","reason":"internal_error"}"#,
         )
     }
@@ -107,7 +114,8 @@ impl AuthnHttpContext {
 }
 
 fn set_property(name: &str, value: &str) {
-    // Observability only; a host without filter state still authenticates correctly.
+    // Observability only, so a refusal is ignored. (The SDK turns most non-Ok statuses into a
+    // panic before we see them; a host that answers `NotFound` for filter state returns here.)
     let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
 }
 
@@ -120,7 +128,9 @@ impl HttpContext for AuthnHttpContext {
         };
         // `get_map_bytes`, not `get_map`: the SDK `unwrap`s UTF-8 conversion of values, and a
         // client can send any byte in a header value. Lossy text is fine for matching tokens:
-        // a replacement character never decodes as base64url.
+        // a replacement character never decodes as base64url. (Header names are still
+        // converted with `unwrap` inside the SDK; Envoy's codecs admit only RFC 9110 token
+        // characters in names, so that cannot fail there.)
         let headers: Vec<(String, String)> =
             match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
                 Ok(pairs) => pairs

@@ -6,7 +6,11 @@
 //! continue, or send the denial's response. Nothing here decides anything.
 //!
 //! The SDK's `Context` helper methods `unwrap` host errors; this module calls
-//! [`proxy_wasm::hostcalls`] directly and handles every `Result` instead.
+//! [`proxy_wasm::hostcalls`] directly and handles every `Result` they return. Beware that in
+//! proxy-wasm 0.2.5 most hostcalls themselves still `panic!` on a status they do not expect
+//! (e.g. a local reply the host refuses), so some of the `Err` arms below are defensive only:
+//! a misbehaving host traps the VM rather than reaching them. Replacing those hostcalls with
+//! our own bindings of the ABI is a known follow-up.
 
 mod http;
 mod stats;

@@ -1,5 +1,6 @@
-//! One host counter per outcome: `wasm_jwt_authn.allowed`, `wasm_jwt_authn.allowed_anonymous`
-//! and `wasm_jwt_authn.denied.<reason>` for every [`Reason`].
+//! One host counter per outcome: `wasm_jwt_authn.allowed`, `wasm_jwt_authn.allowed_anonymous`,
+//! `wasm_jwt_authn.denied.<reason>` for every [`Reason`], and `wasm_jwt_authn.internal_error`
+//! for requests refused because the host failed the filter.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
@@ -9,6 +10,7 @@ use crate::decision::Reason;
 pub(crate) struct Stats {
     allowed: u32,
     allowed_anonymous: u32,
+    internal_error: u32,
     /// Indexed like [`Reason::ALL`].
     denied: Vec<u32>,
 }
@@ -20,6 +22,7 @@ impl Stats {
         Ok(Stats {
             allowed: counter("wasm_jwt_authn.allowed")?,
             allowed_anonymous: counter("wasm_jwt_authn.allowed_anonymous")?,
+            internal_error: counter("wasm_jwt_authn.internal_error")?,
             denied: Reason::ALL
                 .iter()
                 .map(|reason| counter(&format!("wasm_jwt_authn.denied.{}", reason.as_str())))
@@ -41,6 +44,10 @@ impl Stats {
         if let Some(id) = position.and_then(|position| self.denied.get(position)) {
             Self::increment(*id);
         }
+    }
+
+    pub(crate) fn count_internal_error(&self) {
+        Self::increment(self.internal_error);
     }
 
     fn increment(id: u32) {
