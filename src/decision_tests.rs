@@ -1,12 +1,5 @@
 //! Scenario tests of the whole request flow, with fixture keys and a fixed clock.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::unreachable
-)]
+#![allow(clippy::arithmetic_side_effects, clippy::unreachable)]
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
