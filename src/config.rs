@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::alg::Algorithm;
 use crate::jwks::{KeySet, SkippedKey};
+use crate::remote::{HttpUri, KeyLocation, RemoteKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
 use crate::token::TokenSource;
 
 /// Defaults to 16 KiB: larger than any real access token, small enough to bound the work.
@@ -47,7 +48,9 @@ struct RawProvider {
     issuer: String,
     audiences: Vec<String>,
     algorithms: Option<Vec<String>>,
-    jwks: RawJwks,
+    jwks: Option<RawJwks>,
+    discovery: Option<RawDiscovery>,
+    allow_http: Option<bool>,
     token_sources: Option<Vec<RawTokenSource>>,
     clock_skew_seconds: Option<u64>,
     required_claims: Option<Vec<String>>,
@@ -62,7 +65,34 @@ struct RawProvider {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJwks {
-    inline: Value,
+    inline: Option<Value>,
+    uri: Option<String>,
+    upstream: Option<String>,
+    // Not `#[serde(flatten)]`: flattening disables `deny_unknown_fields`.
+    timeout_ms: Option<u64>,
+    refresh_seconds: Option<u64>,
+    max_stale_seconds: Option<u64>,
+    min_refetch_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    upstream: String,
+    uri: Option<String>,
+    timeout_ms: Option<u64>,
+    refresh_seconds: Option<u64>,
+    max_stale_seconds: Option<u64>,
+    min_refetch_seconds: Option<u64>,
+}
+
+/// The fetch settings shared by `jwks` (with `uri`) and `discovery`.
+#[derive(Debug, Default)]
+struct RawFetchTiming {
+    timeout_ms: Option<u64>,
+    refresh_seconds: Option<u64>,
+    max_stale_seconds: Option<u64>,
+    min_refetch_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +162,7 @@ pub struct Provider {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
-    pub keys: KeySet,
+    pub keys: KeySource,
     pub token_sources: Vec<TokenSource>,
     pub clock_skew_seconds: u64,
     pub required_claims: Vec<String>,
@@ -142,6 +172,24 @@ pub struct Provider {
     pub claims_to_headers: Vec<ClaimToHeader>,
     pub payload_header: Option<String>,
 }
+
+/// Where a provider's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `jwks.inline`: fixed in the configuration.
+    Inline(KeySet),
+    /// `jwks.uri` or `discovery`: fetched, refreshed and shared at run time.
+    Remote(RemoteKeys),
+}
+
+/// Defaults to 5 seconds for one JWKS or discovery call.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Defaults to refreshing keys every 10 minutes (unless `Cache-Control: max-age` says otherwise).
+pub const DEFAULT_REFRESH_SECONDS: u64 = 600;
+/// Defaults to keeping the last good keys for a day past their refresh while the IdP fails.
+pub const DEFAULT_MAX_STALE_SECONDS: u64 = 86_400;
+/// Defaults to at most one unknown-`kid` refetch per 30 seconds.
+pub const DEFAULT_MIN_REFETCH_SECONDS: u64 = 30;
 
 /// The `typ` header values a provider accepts, normalised (lower case, no `application/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,26 +455,35 @@ fn validate_provider(
         }
     };
 
-    let (keys, skipped) = KeySet::from_value(&raw.jwks.inline)
-        .map_err(|problem| error(format!("{field}.jwks.inline"), problem.to_string()))?;
-    if !keys
-        .keys()
-        .iter()
-        .any(|key| algorithms.iter().any(|algorithm| key.accepts(*algorithm)))
-    {
-        let detail = skipped
-            .iter()
-            .map(|key| format!("keys[{}]: {}", key.index, key.reason))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(error(
-            format!("{field}.jwks.inline"),
-            format!(
-                "no key can verify any of the provider's algorithms{}{detail}",
-                if detail.is_empty() { "" } else { ": " }
-            ),
-        ));
-    }
+    let allow_http = raw.allow_http.unwrap_or(false);
+    let (keys, skipped) = match (raw.jwks, raw.discovery) {
+        (Some(jwks), None) => key_source(field, jwks, &algorithms, allow_http)?,
+        (None, Some(discovery)) => {
+            let field = format!("{field}.discovery");
+            let uri = discovery.uri.unwrap_or_else(|| {
+                format!(
+                    "{}/.well-known/openid-configuration",
+                    raw.issuer.trim_end_matches('/')
+                )
+            });
+            let location =
+                KeyLocation::Discovery(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
+            let timing = RawFetchTiming {
+                timeout_ms: discovery.timeout_ms,
+                refresh_seconds: discovery.refresh_seconds,
+                max_stale_seconds: discovery.max_stale_seconds,
+                min_refetch_seconds: discovery.min_refetch_seconds,
+            };
+            let remote = remote_keys(&field, location, discovery.upstream, timing, allow_http)?;
+            (KeySource::Remote(remote), Vec::new())
+        }
+        (Some(_), Some(_)) => {
+            return Err(error(field, "use one of `jwks` and `discovery`"));
+        }
+        (None, None) => {
+            return Err(error(field, "missing field `jwks` (or `discovery`)"));
+        }
+    };
 
     let token_sources = match raw.token_sources {
         None => vec![TokenSource::bearer_header()],
@@ -526,6 +583,143 @@ fn validate_provider(
         },
         skipped,
     ))
+}
+
+fn key_source(
+    field: &str,
+    jwks: RawJwks,
+    algorithms: &[Algorithm],
+    allow_http: bool,
+) -> Result<(KeySource, Vec<SkippedKey>), ConfigError> {
+    let field = format!("{field}.jwks");
+    let timing = RawFetchTiming {
+        timeout_ms: jwks.timeout_ms,
+        refresh_seconds: jwks.refresh_seconds,
+        max_stale_seconds: jwks.max_stale_seconds,
+        min_refetch_seconds: jwks.min_refetch_seconds,
+    };
+    match (jwks.inline, jwks.uri, jwks.upstream) {
+        (Some(inline), None, None) => {
+            if timing.timeout_ms.is_some()
+                || timing.refresh_seconds.is_some()
+                || timing.max_stale_seconds.is_some()
+                || timing.min_refetch_seconds.is_some()
+            {
+                return Err(error(
+                    field,
+                    "fetch settings apply to `uri` key sets, not `inline` ones",
+                ));
+            }
+            let (keys, skipped) = KeySet::from_value(&inline)
+                .map_err(|problem| error(format!("{field}.inline"), problem.to_string()))?;
+            if !keys
+                .keys()
+                .iter()
+                .any(|key| algorithms.iter().any(|algorithm| key.accepts(*algorithm)))
+            {
+                let detail = skipped
+                    .iter()
+                    .map(|key| format!("keys[{}]: {}", key.index, key.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(error(
+                    format!("{field}.inline"),
+                    format!(
+                        "no key can verify any of the provider's algorithms{}{detail}",
+                        if detail.is_empty() { "" } else { ": " }
+                    ),
+                ));
+            }
+            Ok((KeySource::Inline(keys), skipped))
+        }
+        (None, Some(uri), Some(upstream)) => {
+            let location =
+                KeyLocation::Jwks(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
+            let remote = remote_keys(&field, location, upstream, timing, allow_http)?;
+            Ok((KeySource::Remote(remote), Vec::new()))
+        }
+        (None, Some(_), None) => Err(error(
+            format!("{field}.upstream"),
+            "a `uri` key set needs the `upstream` (cluster) to fetch it through",
+        )),
+        (None, None, Some(_)) => Err(error(
+            format!("{field}.uri"),
+            "missing: the JWKS URI to fetch",
+        )),
+        _ => Err(error(
+            field,
+            "a key set is exactly one of {\"inline\": …} and {\"uri\": …, \"upstream\": …}",
+        )),
+    }
+}
+
+fn remote_uri(field: &str, uri: &str, allow_http: bool) -> Result<HttpUri, ConfigError> {
+    let parsed = HttpUri::parse(uri)
+        .ok_or_else(|| error(field, format!("{uri:?} is not an absolute http(s) URI")))?;
+    if !parsed.secure && !allow_http {
+        return Err(error(
+            field,
+            "must be https:// (set the provider's `allow_http` to allow http://)",
+        ));
+    }
+    Ok(parsed)
+}
+
+fn remote_keys(
+    field: &str,
+    location: KeyLocation,
+    upstream: String,
+    timing: RawFetchTiming,
+    allow_http: bool,
+) -> Result<RemoteKeys, ConfigError> {
+    if upstream.is_empty()
+        || upstream
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(error(
+            format!("{field}.upstream"),
+            "must name a cluster (or host:port)",
+        ));
+    }
+    let timeout_ms = timing.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(error(format!("{field}.timeout_ms"), "must be 1 to 60000"));
+    }
+    let refresh_seconds = timing.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS);
+    if !(MIN_REFRESH_SECONDS..=MAX_REFRESH_SECONDS).contains(&refresh_seconds) {
+        return Err(error(
+            format!("{field}.refresh_seconds"),
+            format!("must be {MIN_REFRESH_SECONDS} to {MAX_REFRESH_SECONDS}"),
+        ));
+    }
+    let max_stale_seconds = timing
+        .max_stale_seconds
+        .unwrap_or(DEFAULT_MAX_STALE_SECONDS);
+    if max_stale_seconds > 30 * 86_400 {
+        return Err(error(
+            format!("{field}.max_stale_seconds"),
+            "at most 2592000 (30 days)",
+        ));
+    }
+    let min_refetch_seconds = timing
+        .min_refetch_seconds
+        .unwrap_or(DEFAULT_MIN_REFETCH_SECONDS);
+    if min_refetch_seconds > MAX_REFRESH_SECONDS {
+        return Err(error(
+            format!("{field}.min_refetch_seconds"),
+            format!("at most {MAX_REFRESH_SECONDS}"),
+        ));
+    }
+    Ok(RemoteKeys {
+        location,
+        upstream,
+        timeout_ms,
+        refresh_seconds,
+        max_stale_seconds,
+        min_refetch_seconds,
+        allow_http,
+    })
 }
 
 fn validate_token_source(field: &str, raw: RawTokenSource) -> Result<TokenSource, ConfigError> {
@@ -935,7 +1129,10 @@ mod tests {
             .push(json!({"kty": "oct", "k": "c2VjcmV0"}));
         document["providers"][0]["jwks"]["inline"] = keys;
         let loaded = Config::from_json(document.to_string().as_bytes()).unwrap();
-        assert_eq!(loaded.config.providers[0].keys.len(), 1);
+        let KeySource::Inline(keys) = &loaded.config.providers[0].keys else {
+            panic!("inline keys expected");
+        };
+        assert_eq!(keys.len(), 1);
         let reasons: Vec<String> = loaded
             .skipped_keys
             .iter()

@@ -7,7 +7,8 @@
 
 use serde_json::json;
 
-use crate::config::{Config, PathMatch, ProviderIndex, Rule, RuleAction};
+use crate::config::{Config, KeySource, PathMatch, ProviderIndex, Rule, RuleAction};
+use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, MalformedToken, Request};
 use crate::upstream::UpstreamEdits;
 use crate::verify::{self, Rejection, UnixSeconds};
@@ -17,6 +18,46 @@ use crate::verify::{self, Rejection, UnixSeconds};
 pub enum Decision {
     Allow(Allowed),
     Deny(Denial),
+    /// Hold the request until the provider's keys change (or the wait times out), then decide
+    /// again with [`Attempt::AfterWait`].
+    Wait(Wait),
+}
+
+/// Why a request waits, and for whose keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    pub provider: ProviderIndex,
+    pub cause: WaitCause,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCause {
+    /// No keys fetched yet (cold start): wait for the first fetch.
+    KeysPending,
+    /// The token names a `kid` the keys lack: wait for a refetch, if the rate limit allows one.
+    UnknownKeyId,
+}
+
+/// Whether this is the first decision on a request or the one after a [`Decision::Wait`].
+/// After a wait the answer is final: no second wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    First,
+    AfterWait,
+}
+
+/// The keys of providers whose keys are fetched at run time.
+pub trait RemoteKeyLookup {
+    fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_>;
+}
+
+/// For configurations without remote keys (and tests): every remote provider is unavailable.
+pub struct NoRemoteKeys;
+
+impl RemoteKeyLookup for NoRemoteKeys {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        KeysNow::Unavailable
+    }
 }
 
 /// An allowed request: who the caller is and how to edit the request for the upstream.
@@ -47,6 +88,8 @@ pub enum Denial {
     /// The token was found where its provider does not put tokens.
     WrongTokenSource,
     Rejected(Rejection),
+    /// The provider's keys cannot be had (IdP down, nothing cached): `503`, never allow.
+    KeysUnavailable,
 }
 
 /// The stable, machine-readable name of a denial: response bodies, stats and filter state.
@@ -79,11 +122,12 @@ pub enum Reason {
     UnknownKeyId,
     NoCompatibleKey,
     BadSignature,
+    KeysUnavailable,
 }
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 28] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -111,6 +155,7 @@ impl Reason {
         Reason::UnknownKeyId,
         Reason::NoCompatibleKey,
         Reason::BadSignature,
+        Reason::KeysUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +187,7 @@ impl Reason {
             Reason::UnknownKeyId => "unknown_key_id",
             Reason::NoCompatibleKey => "no_compatible_key",
             Reason::BadSignature => "bad_signature",
+            Reason::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -175,6 +221,7 @@ impl Reason {
             Reason::UnknownKeyId => "the token key id is not known",
             Reason::NoCompatibleKey => "no key can verify the token algorithm",
             Reason::BadSignature => "the token signature is invalid",
+            Reason::KeysUnavailable => "the identity provider keys are unavailable",
         }
     }
 }
@@ -221,6 +268,7 @@ impl Denial {
                 Rejection::NoCompatibleKey => Reason::NoCompatibleKey,
                 Rejection::BadSignature => Reason::BadSignature,
             },
+            Denial::KeysUnavailable => Reason::KeysUnavailable,
         }
     }
 
@@ -240,6 +288,22 @@ impl Denial {
     /// - any token problem: `401` with `invalid_token` and a short `error_description`.
     pub fn response(&self, realm: &str) -> Response {
         let reason = self.reason();
+        if let Denial::KeysUnavailable = self {
+            let body = json!({
+                "error": "temporarily_unavailable",
+                "reason": reason.as_str(),
+                "description": reason.description(),
+            });
+            return Response {
+                status: 503,
+                headers: vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    ("cache-control".to_owned(), "no-store".to_owned()),
+                    ("retry-after".to_owned(), "5".to_owned()),
+                ],
+                body: body.to_string(),
+            };
+        }
         let (status, error) = match self {
             Denial::MissingToken => (401, None),
             Denial::MultipleTokens | Denial::UnnormalizedPath => (400, Some("invalid_request")),
@@ -284,18 +348,43 @@ impl From<Rejection> for Denial {
     }
 }
 
-/// Decides what to do with `request` at time `now`.
-pub fn authenticate(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Decision {
-    match decide(config, request, now) {
+/// Decides what to do with `request` at time `now`; `remote` has the fetched keys.
+pub fn authenticate(
+    config: &Config,
+    remote: &dyn RemoteKeyLookup,
+    request: &Request<'_>,
+    now: UnixSeconds,
+    attempt: Attempt,
+) -> Decision {
+    match decide(config, remote, request, now, attempt) {
         Ok(allowed) => Decision::Allow(allowed),
-        Err(denial) => Decision::Deny(denial),
+        Err(Stop::Deny(denial)) => Decision::Deny(denial),
+        Err(Stop::Wait(wait)) => Decision::Wait(wait),
     }
 }
 
-fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Allowed, Denial> {
+/// Why `decide` did not allow.
+enum Stop {
+    Deny(Denial),
+    Wait(Wait),
+}
+
+impl<T: Into<Denial>> From<T> for Stop {
+    fn from(denial: T) -> Stop {
+        Stop::Deny(denial.into())
+    }
+}
+
+fn decide(
+    config: &Config,
+    remote: &dyn RemoteKeyLookup,
+    request: &Request<'_>,
+    now: UnixSeconds,
+    attempt: Attempt,
+) -> Result<Allowed, Stop> {
     let path = request.path_only();
     if !is_normalized(path) {
-        return Err(Denial::UnnormalizedPath);
+        return Err(Denial::UnnormalizedPath.into());
     }
     let mut edits = UpstreamEdits::removing_identity_headers(config);
     let rule = config
@@ -319,8 +408,8 @@ fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Al
     // elsewhere would reach the upstream unverified next to the one that was checked.
     let found = match token::extract(request, &config.token_sources) {
         Ok(Some(found)) => found,
-        Ok(None) => return Err(Denial::MissingToken),
-        Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens),
+        Ok(None) => return Err(Denial::MissingToken.into()),
+        Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
     let untrusted = token::parse(found.value, config.max_token_bytes)?;
     let (provider_index, provider) = untrusted
@@ -330,12 +419,35 @@ fn decide(config: &Config, request: &Request<'_>, now: UnixSeconds) -> Result<Al
         .and_then(|issuer| config.provider_by_issuer(issuer))
         .ok_or(Denial::UnknownIssuer)?;
     if accepted.is_some_and(|accepted| !accepted.contains(&provider_index)) {
-        return Err(Denial::IssuerNotAccepted);
+        return Err(Denial::IssuerNotAccepted.into());
     }
     if !provider.token_sources.contains(found.source) {
-        return Err(Denial::WrongTokenSource);
+        return Err(Denial::WrongTokenSource.into());
     }
-    let verified = verify::verify(untrusted, provider, now)?;
+    let wait = |cause| {
+        Stop::Wait(Wait {
+            provider: provider_index,
+            cause,
+        })
+    };
+    let keys = match &provider.keys {
+        KeySource::Inline(keys) => keys,
+        KeySource::Remote(_) => match (remote.keys_now(provider_index, now), attempt) {
+            (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
+            (KeysNow::Pending, Attempt::First) => return Err(wait(WaitCause::KeysPending)),
+            (KeysNow::Pending | KeysNow::Unavailable, _) => {
+                return Err(Denial::KeysUnavailable.into())
+            }
+        },
+    };
+    let is_remote = matches!(provider.keys, KeySource::Remote(_));
+    let verified = match verify::verify(untrusted, provider, keys, now) {
+        Ok(verified) => verified,
+        Err(Rejection::UnknownKeyId) if is_remote && attempt == Attempt::First => {
+            return Err(wait(WaitCause::UnknownKeyId))
+        }
+        Err(rejection) => return Err(rejection.into()),
+    };
 
     edits.add_identity(provider, &verified);
     if !provider.forward_token {

@@ -84,12 +84,14 @@ fn bearer(token: &str) -> Vec<(String, String)> {
 fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, String)]) -> Decision {
     authenticate(
         config,
+        &NoRemoteKeys,
         &Request {
             method,
             path,
             headers,
         },
         NOW,
+        Attempt::First,
     )
 }
 
@@ -101,6 +103,7 @@ fn reason_of(decision: &Decision) -> Option<&'static str> {
     match decision {
         Decision::Allow(_) => None,
         Decision::Deny(denial) => Some(denial.reason().as_str()),
+        Decision::Wait(wait) => panic!("waits for keys: {wait:?}"),
     }
 }
 
@@ -116,6 +119,7 @@ fn allowed(decision: Decision) -> Allowed {
     match decision {
         Decision::Allow(allowed) => allowed,
         Decision::Deny(denial) => panic!("denied: {denial:?}"),
+        Decision::Wait(wait) => panic!("waits for keys: {wait:?}"),
     }
 }
 

@@ -40,6 +40,7 @@ pub mod decision;
 mod es384;
 mod json;
 pub mod jwks;
+pub mod remote;
 pub mod token;
 pub mod upstream;
 pub mod verify;

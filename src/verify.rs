@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::alg::{self, Algorithm};
 use crate::config::Provider;
+use crate::jwks::KeySet;
 use crate::token::UntrustedToken;
 
 /// The last second of year 9999: later dates are not dates but attempts to overflow.
@@ -66,6 +67,7 @@ pub struct VerifiedToken<'a> {
 pub fn verify<'a>(
     token: UntrustedToken<'a>,
     provider: &Provider,
+    keys: &KeySet,
     now: UnixSeconds,
 ) -> Result<VerifiedToken<'a>, Rejection> {
     let header = &token.header;
@@ -76,7 +78,7 @@ pub fn verify<'a>(
         return Err(Rejection::AlgorithmNotAllowed);
     }
     check_claims(&token.claims, provider, now)?;
-    check_signature(&token, provider)?;
+    check_signature(&token, keys)?;
     let subject = token
         .claims
         .get("sub")
@@ -209,10 +211,10 @@ fn check_audience(claims: &Map<String, Value>, provider: &Provider) -> Result<()
     }
 }
 
-fn check_signature(token: &UntrustedToken<'_>, provider: &Provider) -> Result<(), Rejection> {
+fn check_signature(token: &UntrustedToken<'_>, keys: &KeySet) -> Result<(), Rejection> {
     let algorithm: Algorithm = token.header.algorithm;
     let key_id = token.header.key_id.as_deref();
-    let mut candidates = provider.keys.candidates(key_id).peekable();
+    let mut candidates = keys.candidates(key_id).peekable();
     if key_id.is_some() && candidates.peek().is_none() {
         return Err(Rejection::UnknownKeyId);
     }

@@ -12,10 +12,14 @@
 //! a misbehaving host traps the VM rather than reaching them. Replacing those hostcalls with
 //! our own bindings of the ABI is a known follow-up.
 
+mod apply;
 mod http;
+mod keys;
 mod stats;
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -24,6 +28,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use crate::config::Config;
 
 use self::http::AuthnHttpContext;
+use self::keys::KeyStore;
 use self::stats::Stats;
 
 /// The module's entry point. `main!` expands to an `unsafe` call of the WASI constructors,
@@ -58,10 +63,22 @@ pub(crate) fn log(level: LogLevel, context_id: u32, message: &str) {
     );
 }
 
-/// What every request of this plugin shares: the configuration and the counters.
+/// The host clock in whole seconds since the epoch; `None` if the host cannot say.
+pub(crate) fn now_seconds() -> Option<i64> {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .and_then(|elapsed| i64::try_from(elapsed.as_secs()).ok())
+}
+
+/// How often the root context looks at key fetches and parked requests.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What every request of this plugin shares: the configuration, the counters, the keys.
 struct Shared {
     config: Config,
     stats: Stats,
+    keys: RefCell<KeyStore>,
 }
 
 struct AuthnRoot {
@@ -70,7 +87,19 @@ struct AuthnRoot {
     state: Option<Rc<Shared>>,
 }
 
-impl Context for AuthnRoot {}
+impl Context for AuthnRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
+            keys::on_call_response(shared, self.context_id, token, body_size, now);
+        }
+    }
+}
 
 impl RootContext for AuthnRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
@@ -118,6 +147,25 @@ impl RootContext for AuthnRoot {
                 return false;
             }
         };
+        let Some(now) = now_seconds() else {
+            log(
+                LogLevel::Error,
+                self.context_id,
+                "cannot read the host clock",
+            );
+            return false;
+        };
+        let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
+        if keys.has_remote_keys() {
+            if let Err(status) = hostcalls::set_tick_period(TICK) {
+                log(
+                    LogLevel::Error,
+                    self.context_id,
+                    &format!("cannot set the tick period: {status:?}"),
+                );
+                return false;
+            }
+        }
         log(
             LogLevel::Info,
             self.context_id,
@@ -130,8 +178,15 @@ impl RootContext for AuthnRoot {
         self.state = Some(Rc::new(Shared {
             config: loaded.config,
             stats,
+            keys: RefCell::new(keys),
         }));
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
+            keys::tick(shared, self.context_id, now);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

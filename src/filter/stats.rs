@@ -6,11 +6,16 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::decision::Reason;
+use crate::remote::FetchError;
 
 pub(crate) struct Stats {
     allowed: u32,
     allowed_anonymous: u32,
     internal_error: u32,
+    fetch_success: u32,
+    keys_adopted: u32,
+    /// Indexed like [`FetchError::ALL`].
+    fetch_failure: Vec<u32>,
     /// Indexed like [`Reason::ALL`].
     denied: Vec<u32>,
 }
@@ -23,6 +28,17 @@ impl Stats {
             allowed: counter("wasm_jwt_authn.allowed")?,
             allowed_anonymous: counter("wasm_jwt_authn.allowed_anonymous")?,
             internal_error: counter("wasm_jwt_authn.internal_error")?,
+            fetch_success: counter("wasm_jwt_authn.jwks.fetch_success")?,
+            keys_adopted: counter("wasm_jwt_authn.jwks.adopted_from_other_worker")?,
+            fetch_failure: FetchError::ALL
+                .iter()
+                .map(|error| {
+                    counter(&format!(
+                        "wasm_jwt_authn.jwks.fetch_failure.{}",
+                        error.as_str()
+                    ))
+                })
+                .collect::<Result<_, _>>()?,
             denied: Reason::ALL
                 .iter()
                 .map(|reason| counter(&format!("wasm_jwt_authn.denied.{}", reason.as_str())))
@@ -48,6 +64,21 @@ impl Stats {
 
     pub(crate) fn count_internal_error(&self) {
         Self::increment(self.internal_error);
+    }
+
+    pub(crate) fn count_fetch_success(&self) {
+        Self::increment(self.fetch_success);
+    }
+
+    pub(crate) fn count_keys_adopted(&self) {
+        Self::increment(self.keys_adopted);
+    }
+
+    pub(crate) fn count_fetch_failure(&self, error: FetchError) {
+        let position = FetchError::ALL.iter().position(|known| *known == error);
+        if let Some(id) = position.and_then(|position| self.fetch_failure.get(position)) {
+            Self::increment(*id);
+        }
     }
 
     fn increment(id: u32) {
