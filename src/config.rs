@@ -898,6 +898,7 @@ mod tests {
 
     use super::*;
 
+    use crate::remote::{HttpUri, KeyLocation};
     use crate::support::{jwks, TestKey};
 
     fn minimal() -> Value {
@@ -1161,6 +1162,131 @@ mod tests {
         assert_eq!(config.token_sources.len(), 3);
         assert_eq!(config.token_sources[0], TokenSource::bearer_header());
         assert_eq!(config.identity_headers, vec!["x-jwt-sub"]);
+    }
+
+    #[test]
+    fn remote_key_sets_get_their_defaults_and_checks() {
+        let mut document = minimal();
+        document["providers"][0]["jwks"] =
+            json!({"uri": "https://idp.example.com/certs", "upstream": "idp_cluster"});
+        let config = load(&document).unwrap();
+        let KeySource::Remote(remote) = &config.providers[0].keys else {
+            panic!("remote keys expected");
+        };
+        assert_eq!(
+            remote.location,
+            KeyLocation::Jwks(HttpUri::parse("https://idp.example.com/certs").unwrap())
+        );
+        assert_eq!(remote.upstream, "idp_cluster");
+        assert_eq!(
+            (
+                remote.timeout_ms,
+                remote.refresh_seconds,
+                remote.max_stale_seconds,
+                remote.min_refetch_seconds
+            ),
+            (5_000, 600, 86_400, 30)
+        );
+
+        let mut discovery = minimal();
+        let provider = discovery["providers"][0].as_object_mut().unwrap();
+        provider.remove("jwks");
+        provider.insert("discovery".to_owned(), json!({"upstream": "idp"}));
+        let config = load(&discovery).unwrap();
+        let KeySource::Remote(remote) = &config.providers[0].keys else {
+            panic!("remote keys expected");
+        };
+        assert_eq!(
+            remote.location,
+            KeyLocation::Discovery(
+                HttpUri::parse("https://idp.example.com/.well-known/openid-configuration").unwrap()
+            )
+        );
+
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] =
+                        json!({"uri": "http://idp/certs", "upstream": "idp"})
+                }),
+                "providers[0].jwks.uri",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["jwks"] = json!({"uri": "https://idp/certs"})),
+                "providers[0].jwks.upstream",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["jwks"] = json!({"upstream": "idp"})),
+                "providers[0].jwks.uri",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] = json!({"uri": "not a uri", "upstream": "idp"})
+                }),
+                "providers[0].jwks.uri",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["jwks"]["refresh_seconds"] = json!(60)),
+                "providers[0].jwks",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] =
+                        json!({"uri": "https://i/c", "upstream": "idp", "refresh_secs": 60})
+                }),
+                "providers[0].jwks.refresh_secs",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] =
+                        json!({"uri": "https://i/c", "upstream": "idp", "refresh_seconds": 5})
+                }),
+                "providers[0].jwks.refresh_seconds",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] =
+                        json!({"uri": "https://i/c", "upstream": "idp", "timeout_ms": 0})
+                }),
+                "providers[0].jwks.timeout_ms",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0]["jwks"] = json!({"uri": "https://i/c", "upstream": "a b"})
+                }),
+                "providers[0].jwks.upstream",
+            ),
+            (
+                Box::new(|d| d["providers"][0]["discovery"] = json!({"upstream": "idp"})),
+                "providers[0]",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0].as_object_mut().unwrap().remove("jwks");
+                }),
+                "providers[0]",
+            ),
+            (
+                Box::new(|d| {
+                    d["providers"][0].as_object_mut().unwrap().remove("jwks");
+                    d["providers"][0]["discovery"] =
+                        json!({"upstream": "idp", "uri": "http://idp/x"});
+                }),
+                "providers[0].discovery.uri",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut document = minimal();
+            change(&mut document);
+            let error = problem(&document);
+            assert_eq!(error.field, field, "{error}");
+        }
+        let mut plain = minimal();
+        plain["providers"][0]["allow_http"] = json!(true);
+        plain["providers"][0]["jwks"] =
+            json!({"uri": "http://127.0.0.1:8080/certs", "upstream": "idp"});
+        assert!(load(&plain).is_ok());
     }
 
     #[test]

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::Config;
+use crate::remote::KeysNow;
+use crate::verify::UnixSeconds;
 
 use crate::support::{b64url, jwks, sign_raw, token, TestKey};
 
@@ -779,4 +781,92 @@ fn every_reason_has_a_distinct_stable_name() {
             "{description}"
         );
     }
+}
+
+/// Remote keys as a test sets them.
+struct FixedRemoteKeys(Option<crate::jwks::KeySet>, bool);
+
+impl RemoteKeyLookup for FixedRemoteKeys {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        match (&self.0, self.1) {
+            (Some(keys), _) => KeysNow::Fresh(keys),
+            (None, true) => KeysNow::Pending,
+            (None, false) => KeysNow::Unavailable,
+        }
+    }
+}
+
+fn remote_config() -> Config {
+    let mut document = base_config();
+    document["providers"][0]["jwks"] =
+        json!({"uri": "https://idp.example.com/jwks", "upstream": "idp"});
+    load(&document)
+}
+
+fn decide_remote(remote: &FixedRemoteKeys, token: &str, attempt: Attempt) -> Decision {
+    let headers = bearer(token);
+    let request = Request {
+        method: "GET",
+        path: "/orders",
+        headers: &headers,
+    };
+    authenticate(&remote_config(), remote, &request, NOW, attempt)
+}
+
+#[test]
+fn requests_wait_for_keys_not_yet_fetched_then_get_503_if_none_come() {
+    let token = token("ES256", TestKey::P256, &claims());
+    let pending = FixedRemoteKeys(None, true);
+    assert_eq!(
+        decide_remote(&pending, &token, Attempt::First),
+        Decision::Wait(Wait {
+            provider: 0,
+            cause: WaitCause::KeysPending
+        })
+    );
+    let decision = decide_remote(&pending, &token, Attempt::AfterWait);
+    assert_denied(&decision, "keys_unavailable");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response("r");
+    assert_eq!(response.status, 503);
+    assert!(response
+        .headers
+        .iter()
+        .all(|(name, _)| name != "www-authenticate"));
+    assert_eq!(
+        response.body,
+        r#"{"description":"the identity provider keys are unavailable","error":"temporarily_unavailable","reason":"keys_unavailable"}"#
+    );
+    let unavailable = FixedRemoteKeys(None, false);
+    assert_denied(
+        &decide_remote(&unavailable, &token, Attempt::First),
+        "keys_unavailable",
+    );
+}
+
+#[test]
+fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
+    let (keys, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
+    let remote = FixedRemoteKeys(Some(keys), true);
+    let token = token("ES256", TestKey::P256, &claims());
+    assert_eq!(
+        decide_remote(&remote, &token, Attempt::First),
+        Decision::Wait(Wait {
+            provider: 0,
+            cause: WaitCause::UnknownKeyId
+        })
+    );
+    assert_denied(
+        &decide_remote(&remote, &token, Attempt::AfterWait),
+        "unknown_key_id",
+    );
+    // With the key in the set, the same token is allowed at once.
+    let (keys, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256])).unwrap();
+    allowed(decide_remote(
+        &FixedRemoteKeys(Some(keys), true),
+        &token,
+        Attempt::First,
+    ));
 }
