@@ -40,7 +40,7 @@ build: ## build the filter into target/wasm32-wasip1/release/wasm_jwt_authn.wasm
 test: setup lint test-unit test-wasm validate-envoy ## everything CI checks: lints, native and end-to-end tests, Wasm tests, Envoy configs
 
 test-unit: build ## native tests: the core's unit tests and the end-to-end tests against a real Envoy
-	@scripts/setup.sh envoy
+	@scripts/setup.sh envoy idp
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) cargo test
 
 test-wasm: ## the core's unit tests compiled to Wasm, run under Node (V8, the engine Envoy uses)
@@ -55,7 +55,7 @@ lint: ## rustfmt check, and clippy with warnings as errors, natively and for was
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
 
 validate-envoy: build ## check every envoy/*.yaml with `envoy --mode validate` (loads the filter, runs its on_configure)
-	@scripts/setup.sh envoy
+	@scripts/setup.sh envoy idp
 	ENVOY_BIN=$(ENVOY_BIN) scripts/validate_envoy.sh
 
 run: build ## demo on 127.0.0.1:10000: Envoy + filter + echo upstream, with a token to try; RUN_SMOKE=1 checks and exits

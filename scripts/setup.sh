@@ -3,7 +3,7 @@
 # when its tool is already there, and says what it installs when it does. A fresh machine has only
 # the Rust toolchain, Python and Node.js, so everything else comes from here.
 #
-# Usage: scripts/setup.sh [STEP...]     STEP: targets apt envoy wasm-bindgen (default: all)
+# Usage: scripts/setup.sh [STEP...]     STEP: targets apt envoy wasm-bindgen idp (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,14 +60,27 @@ step_wasm_bindgen() {
     cargo install --quiet wasm-bindgen-cli --version "$want"
 }
 
+# The test OpenID Provider's packages (oidc-provider), exactly as tests/idp/package-lock.json pins
+# them. npm writes node_modules/.package-lock.json on every install: older than the committed lock
+# file means the lock file changed since.
+step_idp() {
+    local dir=tests/idp
+    [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] && return
+    command -v npm >/dev/null || { say "npm not found: install Node.js (with npm) for the test IdP" >&2; exit 1; }
+    say "installing the test IdP's npm packages into $dir/node_modules"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$dir/node_modules/.package-lock.json"
+}
+
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(targets apt envoy wasm-bindgen)
+[ ${#steps[@]} -gt 0 ] || steps=(targets apt envoy wasm-bindgen idp)
 for step in "${steps[@]}"; do
     case "$step" in
         targets) step_targets ;;
         apt) step_apt ;;
         envoy) step_envoy ;;
         wasm-bindgen) step_wasm_bindgen ;;
-        *) echo "setup: unknown step '$step' (known: targets apt envoy wasm-bindgen)" >&2; exit 2 ;;
+        idp) step_idp ;;
+        *) echo "setup: unknown step '$step' (known: targets apt envoy wasm-bindgen idp)" >&2; exit 2 ;;
     esac
 done
