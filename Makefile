@@ -59,7 +59,7 @@ validate-envoy: build ## check every envoy/*.yaml with `envoy --mode validate` (
 	ENVOY_BIN=$(ENVOY_BIN) scripts/validate_envoy.sh
 
 run: build ## demo on 127.0.0.1:10000: Envoy + filter + echo upstream, with a token to try; RUN_SMOKE=1 checks and exits
-	@scripts/setup.sh envoy apt
+	@scripts/setup.sh envoy apt idp
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run.sh
 
 bench: ## benchmarks against Envoy's native jwt_authn (not yet: they come in a later issue)

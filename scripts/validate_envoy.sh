@@ -4,14 +4,13 @@
 # plugin configuration, not only on Envoy schema errors. Templates (with {{...}} placeholders)
 # are rendered first, as scripts/run.sh renders them.
 #
-# Environment: ENVOY_BIN (.venv/bin/envoy), MINT (cargo run --quiet --example mint --)
+# Environment: ENVOY_BIN (.venv/bin/envoy)
 set -euo pipefail
 # Configs name the artifact relative to the repository root, and Envoy resolves relative paths
 # against its working directory (not the config file's), so this must run from the root.
 cd "$(dirname "$0")/.."
 
 ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
-MINT=${MINT:-cargo run --quiet --example mint --}
 OUT=target/validate
 mkdir -p "$OUT"
 
@@ -19,9 +18,10 @@ failed=0
 for config in envoy/*.yaml; do
     checked=$config
     if grep -q '{{' "$config"; then
-        [ -f "$OUT/jwks.json" ] || $MINT jwks >"$OUT/jwks.json"
+        # Envoy loads the CA file while validating, so a template needs a real one.
+        [ -f "$OUT/ca/ca.pem" ] || tests/idp/make-ca.sh "$OUT/ca" >/dev/null
         checked=$OUT/$(basename "$config")
-        python3 scripts/render_config.py "$config" "$checked" JWKS=@"$OUT/jwks.json" \
+        python3 scripts/render_config.py "$config" "$checked" IDP_PORT=9443 IDP_CA="$OUT/ca/ca.pem" \
             LISTEN_PORT=10000 ADMIN_PORT=9901 UPSTREAM_PORT=8080 \
             WASM=target/wasm32-wasip1/release/wasm_jwt_authn.wasm
     fi
@@ -33,5 +33,4 @@ for config in envoy/*.yaml; do
         failed=1
     fi
 done
-rm -f "$OUT/jwks.json" # minted afresh next time, so it always matches the mint tool
 exit "$failed"
