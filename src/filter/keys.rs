@@ -223,6 +223,7 @@ pub(crate) fn tick(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
     for provider in 0..provider_count {
         adopt_published(shared, root_context_id, provider);
         start_due_fetch(shared, root_context_id, provider, now);
+        record_key_gauges(shared, provider, now);
     }
     wake_ready(shared, now);
 }
@@ -267,6 +268,18 @@ fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderInde
             "keys published by another worker are unreadable",
         ),
     }
+}
+
+fn record_key_gauges(shared: &Shared, provider: ProviderIndex, now: UnixSeconds) {
+    let store = shared.keys.borrow();
+    let Some(Some(fetcher)) = store.fetchers.get(provider) else {
+        return;
+    };
+    let age = fetcher.fetched().map_or(0, |fetched| {
+        u64::try_from(now.saturating_sub(fetched.fetched_at)).unwrap_or(0)
+    });
+    let stale = matches!(fetcher.keys(now), KeysNow::Stale(_));
+    shared.stats.record_keys(provider, age, stale);
 }
 
 /// Starts the provider's fetch if it is due and no other worker is fetching it.

@@ -136,7 +136,7 @@ impl RootContext for AuthnRoot {
                 ),
             );
         }
-        let stats = match Stats::define() {
+        let stats = match Stats::define(&loaded.config) {
             Ok(stats) => stats,
             Err(status) => {
                 log(
