@@ -130,6 +130,11 @@ pub struct Options {
     pub escaped_slashes: EscapedSlashes,
     /// `0`: any free port (read back after start-up).
     pub listener_port: u16,
+    /// Envoy's worker threads (`--concurrency`). Defaults to 1.
+    pub concurrency: u32,
+    /// Clusters besides `backend` (the echo upstream), as Envoy `Cluster` JSON: e.g. the
+    /// identity provider's, which the filter's `upstream` names.
+    pub clusters: Vec<Value>,
 }
 
 impl Default for Options {
@@ -137,6 +142,8 @@ impl Default for Options {
         Options {
             escaped_slashes: EscapedSlashes::UnescapeAndRedirect,
             listener_port: 0,
+            concurrency: 1,
+            clusters: Vec::new(),
         }
     }
 }
@@ -193,7 +200,9 @@ impl Envoy {
         let child = Command::new(&binary)
             .arg("-c")
             .arg(&bootstrap_path)
-            .args(["--concurrency", "1", "--disable-hot-restart"])
+            .arg("--concurrency")
+            .arg(options.concurrency.to_string())
+            .arg("--disable-hot-restart")
             .args(["-l", "warn", "--component-log-level", "wasm:info"])
             .arg("--log-path")
             .arg(dir.join("envoy.log"))
@@ -323,6 +332,20 @@ impl Envoy {
             .unwrap_or_else(|| panic!("Envoy has no counter {COUNTER_PREFIX}{name}"))
     }
 
+    /// Any of Envoy's own counters or gauges (`cluster.idp.ssl.handshake`, …) by its full
+    /// name; `None` when Envoy has no such stat.
+    #[allow(dead_code)] // used by tests/e2e_keys.rs, not by every test crate
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let target = format!("/stats?format=json&filter=^{}$", name.replace('.', "\\."));
+        let stats = http::get(self.admin(), &target).json();
+        stats["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|stat| stat["name"] == name)
+            .and_then(|stat| stat["value"].as_u64())
+    }
+
     /// The access log so far: one line per request (see [`bootstrap`] for the format).
     pub fn access_log(&self) -> String {
         fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
@@ -366,7 +389,8 @@ pub fn free_port() -> u16 {
 }
 
 /// The bootstrap: static listener → HTTP connection manager (paths normalised, access log with
-/// the filter's verdict) → the filter → router → static cluster to the echo upstream.
+/// the filter's verdict) → the filter → router → static cluster to the echo upstream, plus
+/// [`Options::clusters`].
 fn bootstrap(
     plugin_configuration: &str,
     upstream_port: u16,
@@ -376,6 +400,16 @@ fn bootstrap(
 ) -> Value {
     let loopback =
         |port: u16| json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+    let mut clusters = vec![json!({
+        "name": "backend",
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": "backend",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": loopback(upstream_port)}}]}]
+        }
+    })];
+    clusters.extend(options.clusters.iter().cloned());
     // PLAIN prints the raw filter-state value, `-` when the filter set none.
     let access_log_format = format!(
         "id=%REQ({REQUEST_ID_HEADER})% status=%RESPONSE_CODE% \
@@ -445,15 +479,7 @@ fn bootstrap(
                     }
                 }]}]
             }],
-            "clusters": [{
-                "name": "backend",
-                "connect_timeout": "1s",
-                "type": "STATIC",
-                "load_assignment": {
-                    "cluster_name": "backend",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": loopback(upstream_port)}}]}]
-                }
-            }]
+            "clusters": clusters
         }
     })
 }
