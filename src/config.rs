@@ -918,6 +918,25 @@ mod tests {
         load(document).expect_err("configuration should be refused")
     }
 
+    /// `document` with each JSON-pointer location set to its value (`null` removes it).
+    fn changed(mut document: Value, changes: &[(&str, Value)]) -> Value {
+        for (pointer, value) in changes {
+            let (parent, member) = pointer.rsplit_once('/').unwrap();
+            let parent = document.pointer_mut(parent).unwrap();
+            if value.is_null() {
+                parent.as_object_mut().unwrap().remove(member);
+            } else {
+                parent[member] = value.clone();
+            }
+        }
+        document
+    }
+
+    fn assert_refused_at(document: &Value, field: &str) {
+        let error = problem(document);
+        assert_eq!(error.field, field, "{error}");
+    }
+
     #[test]
     fn minimal_provider_gets_the_documented_defaults() {
         let config = load(&minimal()).unwrap();
@@ -987,123 +1006,110 @@ mod tests {
 
     #[test]
     fn semantic_problems_name_the_field() {
-        type Change = Box<dyn Fn(&mut Value)>;
-        let cases: Vec<(Change, &str)> = vec![
-            (Box::new(|d| d["providers"] = json!([])), "providers"),
+        let cases = [
+            ("/providers", json!([]), "providers"),
             (
-                Box::new(|d| d["providers"][0]["audiences"] = json!([])),
+                "/providers/0/audiences",
+                json!([]),
                 "providers[0].audiences",
             ),
+            ("/providers/0/issuer", json!(""), "providers[0].issuer"),
             (
-                Box::new(|d| d["providers"][0]["issuer"] = json!("")),
-                "providers[0].issuer",
-            ),
-            (
-                Box::new(|d| d["providers"][0]["clock_skew_seconds"] = json!(100_000)),
+                "/providers/0/clock_skew_seconds",
+                json!(100_000),
                 "providers[0].clock_skew_seconds",
             ),
             (
-                Box::new(|d| d["providers"][0]["max_lifetime_seconds"] = json!(0)),
+                "/providers/0/max_lifetime_seconds",
+                json!(0),
                 "providers[0].max_lifetime_seconds",
             ),
             (
-                Box::new(|d| d["providers"][0]["token_types"] = json!([])),
+                "/providers/0/token_types",
+                json!([]),
                 "providers[0].token_types",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["token_sources"] = json!([{"query": "t", "cookie": "c"}])
-                }),
+                "/providers/0/token_sources",
+                json!([{"query": "t", "cookie": "c"}]),
                 "providers[0].token_sources[0]",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["token_sources"] = json!([{"query": "t", "prefix": "x"}])
-                }),
+                "/providers/0/token_sources",
+                json!([{"query": "t", "prefix": "x"}]),
                 "providers[0].token_sources[0].prefix",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["token_sources"] = json!([{"header": "bad header"}])
-                }),
+                "/providers/0/token_sources",
+                json!([{"header": "bad header"}]),
                 "providers[0].token_sources[0].header",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["claims_to_headers"] = json!([{"claim": [], "header": "x-a"}])
-                }),
+                "/providers/0/claims_to_headers",
+                json!([{"claim": [], "header": "x-a"}]),
                 "providers[0].claims_to_headers[0].claim",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["claims_to_headers"] =
-                        json!([{"claim": ["sub"], "header": "Host"}])
-                }),
+                "/providers/0/claims_to_headers",
+                json!([{"claim": ["sub"], "header": "Host"}]),
                 "providers[0].claims_to_headers[0].header",
             ),
             (
-                Box::new(|d| d["providers"][0]["payload_header"] = json!("authorization")),
+                "/providers/0/payload_header",
+                json!("authorization"),
                 "providers[0].payload_header",
             ),
             (
-                Box::new(|d| d["providers"][0]["jwks"]["inline"] = json!([])),
+                "/providers/0/jwks/inline",
+                json!([]),
                 "providers[0].jwks.inline",
             ),
             (
-                Box::new(|d| d["providers"][0]["jwks"]["inline"] = jwks(&[TestKey::Rsa1024])),
+                "/providers/0/jwks/inline",
+                jwks(&[TestKey::Rsa1024]),
                 "providers[0].jwks.inline",
             ),
             (
-                Box::new(|d| d["providers"][0]["algorithms"] = json!(["RS256"])),
+                "/providers/0/algorithms",
+                json!(["RS256"]),
                 "providers[0].jwks.inline",
             ),
+            ("/max_token_bytes", json!(0), "max_token_bytes"),
+            ("/realm", json!("a\"b"), "realm"),
             (
-                Box::new(|d| d["max_token_bytes"] = json!(0)),
-                "max_token_bytes",
-            ),
-            (Box::new(|d| d["realm"] = json!("a\"b")), "realm"),
-            (
-                Box::new(|d| d["rules"] = json!([{"match": {}, "providers": ["nobody"]}])),
+                "/rules",
+                json!([{"match": {}, "providers": ["nobody"]}]),
                 "rules[0].providers[0]",
             ),
             (
-                Box::new(|d| {
-                    d["rules"] = json!([{"match": {}, "providers": ["corp"], "allow": "anonymous"}])
-                }),
+                "/rules",
+                json!([{"match": {}, "providers": ["corp"], "allow": "anonymous"}]),
                 "rules[0]",
             ),
+            ("/rules", json!([{"match": {}}]), "rules[0]"),
             (
-                Box::new(|d| d["rules"] = json!([{"match": {}}])),
-                "rules[0]",
-            ),
-            (
-                Box::new(|d| {
-                    d["rules"] = json!([{"match": {"path_prefix": "x"}, "allow": "anonymous"}])
-                }),
+                "/rules",
+                json!([{"match": {"path_prefix": "x"}, "allow": "anonymous"}]),
                 "rules[0].match.path_prefix",
             ),
             (
-                Box::new(
-                    |d| d["rules"] = json!([{"match": {"path_prefix": "/a", "path_exact": "/a"}, "allow": "anonymous"}]),
-                ),
+                "/rules",
+                json!([{"match": {"path_prefix": "/a", "path_exact": "/a"}, "allow": "anonymous"}]),
                 "rules[0].match",
             ),
             (
-                Box::new(|d| {
-                    d["rules"] = json!([{"match": {"methods": []}, "allow": "anonymous"}])
-                }),
+                "/rules",
+                json!([{"match": {"methods": []}, "allow": "anonymous"}]),
                 "rules[0].match.methods",
             ),
             (
-                Box::new(|d| d["rules"] = json!([{"match": {}, "allow": "everyone"}])),
+                "/rules",
+                json!([{"match": {}, "allow": "everyone"}]),
                 "rules[0].allow",
             ),
         ];
-        for (change, field) in cases {
-            let mut document = minimal();
-            change(&mut document);
-            let error = problem(&document);
-            assert_eq!(error.field, field, "{error}");
+        for (pointer, value, field) in cases {
+            assert_refused_at(&changed(minimal(), &[(pointer, value)]), field);
         }
     }
 
@@ -1203,84 +1209,67 @@ mod tests {
             )
         );
 
-        type Change = Box<dyn Fn(&mut Value)>;
-        let cases: Vec<(Change, &str)> = vec![
+        let remote = |extra: Value| {
+            let mut jwks = json!({"uri": "https://i/c", "upstream": "idp"});
+            for (name, value) in extra.as_object().unwrap() {
+                jwks[name] = value.clone();
+            }
+            jwks
+        };
+        let jwks = "/providers/0/jwks";
+        let discovery = "/providers/0/discovery";
+        let cases = [
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] =
-                        json!({"uri": "http://idp/certs", "upstream": "idp"})
-                }),
+                vec![(jwks, json!({"uri": "http://idp/certs", "upstream": "idp"}))],
                 "providers[0].jwks.uri",
             ),
             (
-                Box::new(|d| d["providers"][0]["jwks"] = json!({"uri": "https://idp/certs"})),
+                vec![(jwks, json!({"uri": "https://idp/certs"}))],
                 "providers[0].jwks.upstream",
             ),
             (
-                Box::new(|d| d["providers"][0]["jwks"] = json!({"upstream": "idp"})),
+                vec![(jwks, json!({"upstream": "idp"}))],
                 "providers[0].jwks.uri",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] = json!({"uri": "not a uri", "upstream": "idp"})
-                }),
+                vec![(jwks, remote(json!({"uri": "not a uri"})))],
                 "providers[0].jwks.uri",
             ),
             (
-                Box::new(|d| d["providers"][0]["jwks"]["refresh_seconds"] = json!(60)),
+                vec![("/providers/0/jwks/refresh_seconds", json!(60))],
                 "providers[0].jwks",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] =
-                        json!({"uri": "https://i/c", "upstream": "idp", "refresh_secs": 60})
-                }),
+                vec![(jwks, remote(json!({"refresh_secs": 60})))],
                 "providers[0].jwks.refresh_secs",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] =
-                        json!({"uri": "https://i/c", "upstream": "idp", "refresh_seconds": 5})
-                }),
+                vec![(jwks, remote(json!({"refresh_seconds": 5})))],
                 "providers[0].jwks.refresh_seconds",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] =
-                        json!({"uri": "https://i/c", "upstream": "idp", "timeout_ms": 0})
-                }),
+                vec![(jwks, remote(json!({"timeout_ms": 0})))],
                 "providers[0].jwks.timeout_ms",
             ),
             (
-                Box::new(|d| {
-                    d["providers"][0]["jwks"] = json!({"uri": "https://i/c", "upstream": "a b"})
-                }),
+                vec![(jwks, remote(json!({"upstream": "a b"})))],
                 "providers[0].jwks.upstream",
             ),
             (
-                Box::new(|d| d["providers"][0]["discovery"] = json!({"upstream": "idp"})),
+                vec![(discovery, json!({"upstream": "idp"}))],
                 "providers[0]",
             ),
+            (vec![(jwks, Value::Null)], "providers[0]"),
             (
-                Box::new(|d| {
-                    d["providers"][0].as_object_mut().unwrap().remove("jwks");
-                }),
-                "providers[0]",
-            ),
-            (
-                Box::new(|d| {
-                    d["providers"][0].as_object_mut().unwrap().remove("jwks");
-                    d["providers"][0]["discovery"] =
-                        json!({"upstream": "idp", "uri": "http://idp/x"});
-                }),
+                vec![
+                    (jwks, Value::Null),
+                    (discovery, json!({"upstream": "idp", "uri": "http://idp/x"})),
+                ],
                 "providers[0].discovery.uri",
             ),
         ];
-        for (change, field) in cases {
-            let mut document = minimal();
-            change(&mut document);
-            let error = problem(&document);
-            assert_eq!(error.field, field, "{error}");
+        for (changes, field) in cases {
+            assert_refused_at(&changed(minimal(), &changes), field);
         }
         let mut plain = minimal();
         plain["providers"][0]["allow_http"] = json!(true);
