@@ -120,9 +120,14 @@ pub enum Document {
 pub enum FetchError {
     /// The host could not dispatch the call (e.g. unknown cluster).
     Dispatch,
-    /// No response before the deadline, or the connection failed.
+    /// No response before the deadline (Envoy answers `504` for its own timeout).
     Timeout,
-    /// A status other than 200 (redirects included: they are never followed).
+    /// The identity provider could not be reached: connection refused or reset, TLS handshake
+    /// or certificate verification failed, no healthy endpoint (Envoy answers these `503`
+    /// itself, with a body saying so).
+    Unreachable,
+    /// The provider answered with a status other than 200 (redirects included: they are never
+    /// followed).
     Status,
     /// Larger than [`MAX_DOCUMENT_BYTES`].
     TooLarge,
@@ -135,9 +140,10 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub const ALL: [FetchError; 7] = [
+    pub const ALL: [FetchError; 8] = [
         FetchError::Dispatch,
         FetchError::Timeout,
+        FetchError::Unreachable,
         FetchError::Status,
         FetchError::TooLarge,
         FetchError::Malformed,
@@ -149,6 +155,7 @@ impl FetchError {
         match self {
             FetchError::Dispatch => "dispatch",
             FetchError::Timeout => "timeout",
+            FetchError::Unreachable => "unreachable",
             FetchError::Status => "status",
             FetchError::TooLarge => "too_large",
             FetchError::Malformed => "malformed",
@@ -236,6 +243,8 @@ pub struct KeyFetcher {
     jitter_permille: u64,
     /// Increases whenever the keys in force change.
     version: u64,
+    /// Increases whenever a fetch ends, well or not: requests waiting for a refetch wake on it.
+    fetches_ended: u64,
 }
 
 impl KeyFetcher {
@@ -262,11 +271,17 @@ impl KeyFetcher {
             last_refetch_at: None,
             jitter_permille: jitter_permille % 1000,
             version: 0,
+            fetches_ended: 0,
         }
     }
 
     pub fn settings(&self) -> &RemoteKeys {
         &self.settings
+    }
+
+    /// How many fetches have ended (keys installed, adopted, or failed).
+    pub fn fetches_ended(&self) -> u64 {
+        self.fetches_ended
     }
 
     /// The version of the keys in force; changes whenever they do.
@@ -384,7 +399,7 @@ impl KeyFetcher {
         body: &[u8],
     ) -> Result<Progress, FetchError> {
         if status != 200 {
-            return Err(FetchError::Status);
+            return Err(failed_status(status, body));
         }
         if body.len() > MAX_DOCUMENT_BYTES {
             return Err(FetchError::TooLarge);
@@ -471,6 +486,7 @@ impl KeyFetcher {
             refresh_at,
         });
         self.version = self.version.wrapping_add(1);
+        self.fetches_ended = self.fetches_ended.wrapping_add(1);
         // Any fetch brings the newest keys: a refetch for an unknown `kid` right after one
         // (here or by another worker) would only repeat it.
         self.last_refetch_at = Some(
@@ -486,8 +502,11 @@ impl KeyFetcher {
         Ok(skipped)
     }
 
-    /// The call in flight failed: keep the keys, retry with exponential backoff.
+    /// The call in flight failed: keep the keys. Keys that are still fresh keep their refresh
+    /// schedule (a failed unknown-`kid` refetch needs no retry: the next unknown `kid` asks
+    /// again); otherwise retry with exponential backoff.
     pub fn on_failure(&mut self, now: UnixSeconds, _error: FetchError) {
+        self.fetches_ended = self.fetches_ended.wrapping_add(1);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let exponent = self.consecutive_failures.saturating_sub(1).min(16);
         let delay = FIRST_RETRY_SECONDS
@@ -496,9 +515,11 @@ impl KeyFetcher {
         if self.fetched.is_none() {
             self.failed_without_keys = true;
         }
-        self.phase = Phase::Idle {
-            next_fetch_at: now.saturating_add(delay),
+        let next_fetch_at = match &self.fetched {
+            Some(fetched) if now < fetched.refresh_at => fetched.refresh_at,
+            _ => now.saturating_add(delay),
         };
+        self.phase = Phase::Idle { next_fetch_at };
     }
 
     fn jwks_uri_from_discovery(&self, body: &[u8]) -> Result<HttpUri, FetchError> {
@@ -524,6 +545,20 @@ impl KeyFetcher {
 
 fn seconds(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Classifies a non-200 answer. The proxy answers a call it could not complete itself: `504`
+/// for its timeout, `503` with an `upstream connect error …` or `no healthy upstream` body
+/// for a connection or TLS failure (Envoy's local replies). Anything else came from the IdP.
+fn failed_status(status: u16, body: &[u8]) -> FetchError {
+    let from_proxy = |prefix: &[u8]| body.starts_with(prefix);
+    match status {
+        504 => FetchError::Timeout,
+        503 if from_proxy(b"upstream connect error") || from_proxy(b"no healthy upstream") => {
+            FetchError::Unreachable
+        }
+        _ => FetchError::Status,
+    }
 }
 
 /// The refresh interval: `max-age` from `Cache-Control` when present, clamped to
@@ -731,8 +766,18 @@ mod tests {
         fetcher.start(T0);
         fetcher.on_response(T0, 200, None, &good_jwks()).unwrap();
         let version = fetcher.version();
-        let bad: [(u16, Vec<u8>, FetchError); 5] = [
+        let bad: [(u16, Vec<u8>, FetchError); 7] = [
             (500, good_jwks(), FetchError::Status),
+            (
+                504,
+                b"upstream request timeout".to_vec(),
+                FetchError::Timeout,
+            ),
+            (
+                503,
+                b"upstream connect error or disconnect/reset before headers".to_vec(),
+                FetchError::Unreachable,
+            ),
             (302, Vec::new(), FetchError::Status),
             (200, b"<html>".to_vec(), FetchError::Malformed),
             (
@@ -760,7 +805,26 @@ mod tests {
             delays.push(next - now);
             now = next;
         }
-        assert_eq!(delays, vec![1, 2, 4, 8, 16]);
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64]);
+    }
+
+    #[test]
+    fn a_failed_refetch_while_keys_are_fresh_keeps_the_refresh_schedule() {
+        let mut fetcher = jwks_fetcher();
+        fetcher.start(T0);
+        fetcher.on_response(T0, 200, None, &good_jwks()).unwrap();
+        let ended = fetcher.fetches_ended();
+        assert!(fetcher.request_refetch(T0 + 30));
+        fetcher.start(T0 + 30);
+        fetcher.on_failure(T0 + 30, FetchError::Unreachable);
+        assert_eq!(
+            fetcher.fetches_ended(),
+            ended + 1,
+            "waiters for the refetch must wake"
+        );
+        assert!(fresh(&fetcher, T0 + 31));
+        assert!(!fetcher.due(T0 + 599));
+        assert!(fetcher.due(T0 + 600));
     }
 
     #[test]

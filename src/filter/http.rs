@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::decision::{self, Attempt, Decision};
+use crate::decision::{self, Attempt, Decision, Reason};
 
 use super::apply::{self, Applied};
 use super::keys::OwnedRequest;
@@ -27,6 +27,10 @@ impl AuthnHttpContext {
             waiting: false,
         }
     }
+}
+
+fn is_keys_unavailable(decision: &Decision) -> bool {
+    matches!(decision, Decision::Deny(denial) if denial.reason() == Reason::KeysUnavailable)
 }
 
 fn action(applied: Applied) -> Action {
@@ -76,10 +80,22 @@ impl HttpContext for AuthnHttpContext {
                 "cannot read the host clock",
             ));
         };
-        let decision = {
+        let mut decision = {
             let keys = shared.keys.borrow();
             decision::authenticate(&shared.config, &*keys, &request.view(), now, Attempt::First)
         };
+        if is_keys_unavailable(&decision) {
+            // Another worker may have fetched keys since this worker's last tick.
+            super::keys::adopt_if_unavailable(&shared, context_id, now);
+            let keys = shared.keys.borrow();
+            decision = decision::authenticate(
+                &shared.config,
+                &*keys,
+                &request.view(),
+                now,
+                Attempt::First,
+            );
+        }
         match decision {
             Decision::Allow(allowed) => action(apply::allow(&shared, context_id, &allowed)),
             Decision::Deny(denial) => action(apply::deny(&shared, context_id, &denial)),

@@ -61,8 +61,10 @@ impl OwnedRequest {
 struct Waiter {
     context_id: u32,
     provider: ProviderIndex,
-    /// The provider's key version when the request parked: any change wakes it.
+    /// The provider's key version and ended-fetch count when the request parked: a change of
+    /// either wakes it (new keys, or a refetch that failed).
     version: u64,
+    fetches_ended: u64,
     deadline: UnixSeconds,
     request: OwnedRequest,
 }
@@ -148,6 +150,7 @@ impl KeyStore {
             context_id,
             provider: wait.provider,
             version: fetcher.version(),
+            fetches_ended: fetcher.fetches_ended(),
             // Bounded: the fetch's own timeout plus tick and lease slack.
             deadline: now.saturating_add(timeout).saturating_add(2),
             request,
@@ -172,6 +175,7 @@ impl KeyStore {
                     return true;
                 };
                 fetcher.version() != waiter.version
+                    || fetcher.fetches_ended() != waiter.fetches_ended
                     || matches!(fetcher.keys(now), KeysNow::Unavailable)
                     || now > waiter.deadline
             });
@@ -473,10 +477,49 @@ fn finish_fetch(
                     }
                 }
             }
-            let _ = hostcalls::set_shared_data(&lease_key, Some(b"0 0"), None);
+            let _ = hostcalls::set_shared_data(&lease_key, Some(FREE_LEASE), None);
         }
     }
     wake_ready(shared, now);
+}
+
+/// Creates each provider's lease record if there is none, so that taking a lease is always a
+/// compare-and-swap of an existing value (hosts cannot compare-and-swap a missing key).
+pub(crate) fn create_lease_records(store: &KeyStore) {
+    for (provider, key) in store.lease_key.iter().enumerate() {
+        if !matches!(store.fetchers.get(provider), Some(Some(_))) {
+            continue;
+        }
+        if let Ok((None, _)) = hostcalls::get_shared_data(key) {
+            let _ = hostcalls::set_shared_data(key, Some(FREE_LEASE), None);
+        }
+    }
+}
+
+/// A lease nobody holds: holder 0 (worker ids start at 1), expired at the epoch.
+const FREE_LEASE: &[u8] = b"0 0";
+
+/// Before answering `503` for want of keys, looks at what other workers published since the
+/// last tick: keys fetched elsewhere a moment ago must not leave this worker refusing requests
+/// until its next tick. Only runs in that rare state, never on the hot path.
+pub(crate) fn adopt_if_unavailable(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
+    let unavailable: Vec<ProviderIndex> = {
+        let store = shared.keys.borrow();
+        store
+            .fetchers
+            .iter()
+            .enumerate()
+            .filter(|(_, fetcher)| {
+                fetcher
+                    .as_ref()
+                    .is_some_and(|fetcher| matches!(fetcher.keys(now), KeysNow::Unavailable))
+            })
+            .map(|(provider, _)| provider)
+            .collect()
+    };
+    for provider in unavailable {
+        adopt_published(shared, root_context_id, provider);
+    }
 }
 
 /// A per-VM identity for leases, drawn from a shared counter.
