@@ -80,6 +80,7 @@ struct RawJwks {
 struct RawDiscovery {
     upstream: String,
     uri: Option<String>,
+    jwks_upstream: Option<String>,
     timeout_ms: Option<u64>,
     refresh_seconds: Option<u64>,
     max_stale_seconds: Option<u64>,
@@ -474,7 +475,13 @@ fn validate_provider(
                 max_stale_seconds: discovery.max_stale_seconds,
                 min_refetch_seconds: discovery.min_refetch_seconds,
             };
-            let remote = remote_keys(&field, location, discovery.upstream, timing, allow_http)?;
+            let mut remote = remote_keys(&field, location, discovery.upstream, timing, allow_http)?;
+            if let Some(jwks_upstream) = discovery.jwks_upstream {
+                remote.jwks_upstream = Some(validate_upstream(
+                    &format!("{field}.jwks_upstream"),
+                    jwks_upstream,
+                )?);
+            }
             (KeySource::Remote(remote), Vec::new())
         }
         (Some(_), Some(_)) => {
@@ -672,16 +679,7 @@ fn remote_keys(
     timing: RawFetchTiming,
     allow_http: bool,
 ) -> Result<RemoteKeys, ConfigError> {
-    if upstream.is_empty()
-        || upstream
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(error(
-            format!("{field}.upstream"),
-            "must name a cluster (or host:port)",
-        ));
-    }
+    let upstream = validate_upstream(&format!("{field}.upstream"), upstream)?;
     let timeout_ms = timing.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=60_000).contains(&timeout_ms) {
         return Err(error(format!("{field}.timeout_ms"), "must be 1 to 60000"));
@@ -714,12 +712,24 @@ fn remote_keys(
     Ok(RemoteKeys {
         location,
         upstream,
+        jwks_upstream: None,
         timeout_ms,
         refresh_seconds,
         max_stale_seconds,
         min_refetch_seconds,
         allow_http,
     })
+}
+
+fn validate_upstream(field: &str, upstream: String) -> Result<String, ConfigError> {
+    if upstream.is_empty()
+        || upstream
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(error(field, "must name a cluster (or host:port)"));
+    }
+    Ok(upstream)
 }
 
 fn validate_token_source(field: &str, raw: RawTokenSource) -> Result<TokenSource, ConfigError> {
@@ -1266,6 +1276,13 @@ mod tests {
                     (discovery, json!({"upstream": "idp", "uri": "http://idp/x"})),
                 ],
                 "providers[0].discovery.uri",
+            ),
+            (
+                vec![
+                    (jwks, Value::Null),
+                    (discovery, json!({"upstream": "idp", "jwks_upstream": ""})),
+                ],
+                "providers[0].discovery.jwks_upstream",
             ),
         ];
         for (changes, field) in cases {

@@ -92,6 +92,9 @@ pub struct RemoteKeys {
     pub location: KeyLocation,
     /// What the host dispatches to: an Envoy cluster name, a `host:port` elsewhere.
     pub upstream: String,
+    /// With discovery: where the `jwks_uri` is fetched through, when its host is not the
+    /// discovery document's (e.g. keys served from another domain). `None`: `upstream`.
+    pub jwks_upstream: Option<String>,
     pub timeout_ms: u64,
     pub refresh_seconds: u64,
     pub max_stale_seconds: u64,
@@ -323,8 +326,12 @@ impl KeyFetcher {
             document,
             deadline: now.saturating_add(timeout_seconds),
         };
+        let upstream = match (document, &self.settings.jwks_upstream) {
+            (Document::Jwks, Some(jwks_upstream)) => jwks_upstream,
+            _ => &self.settings.upstream,
+        };
         let request = FetchRequest {
-            upstream: self.settings.upstream.clone(),
+            upstream: upstream.clone(),
             uri,
             timeout_ms: self.settings.timeout_ms,
         };
@@ -670,6 +677,7 @@ mod tests {
         RemoteKeys {
             location,
             upstream: "idp".to_owned(),
+            jwks_upstream: None,
             timeout_ms: 5_000,
             refresh_seconds: 600,
             max_stale_seconds: 3_600,
@@ -895,13 +903,9 @@ mod tests {
     fn discovery_reads_the_configuration_then_its_jwks() {
         let discovery =
             HttpUri::parse("https://idp.example.com/.well-known/openid-configuration").unwrap();
-        let mut fetcher = KeyFetcher::new(
-            settings(KeyLocation::Discovery(discovery)),
-            ISSUER,
-            &[Algorithm::Es256],
-            T0,
-            0,
-        );
+        let mut discovery_settings = settings(KeyLocation::Discovery(discovery));
+        discovery_settings.jwks_upstream = Some("keys".to_owned());
+        let mut fetcher = KeyFetcher::new(discovery_settings, ISSUER, &[Algorithm::Es256], T0, 0);
         let (document, request) = fetcher.start(T0);
         assert_eq!(
             (document, request.uri.path.as_str()),
@@ -929,8 +933,12 @@ mod tests {
         assert!(fetcher.due(now));
         let (document, request) = fetcher.start(now);
         assert_eq!(
-            (document, request.uri.authority.as_str()),
-            (Document::Jwks, "keys.example.com")
+            (
+                document,
+                request.uri.authority.as_str(),
+                request.upstream.as_str()
+            ),
+            (Document::Jwks, "keys.example.com", "keys")
         );
         fetcher.on_response(now, 200, None, &good_jwks()).unwrap();
         assert!(fresh(&fetcher, now));
