@@ -1,7 +1,7 @@
 //! Keys from the identity provider: a sans-I/O state machine per provider.
 //!
 //! A [`KeyFetcher`] never performs I/O and never reads a clock. The adapter asks it
-//! [`KeyFetcher::poll`] which HTTP call to dispatch now, tells it the answer
+//! [`KeyFetcher::poll`] whether a call is due, [`KeyFetcher::start`]s it, tells it the answer
 //! ([`KeyFetcher::on_response`]) or that there was none ([`KeyFetcher::on_failure`]), and asks
 //! [`KeyFetcher::keys`] which keys are in force. With discovery, the fetcher first reads the
 //! OpenID configuration (whose `issuer` must be the configured one) and then its `jwks_uri`.
@@ -14,7 +14,9 @@
 //! - a bad answer (not 200, not JSON, too large, no usable key) never replaces good keys: it is
 //!   retried with exponential backoff, and the last good keys stay in force until
 //!   `max_stale_seconds` after they were due for refresh — then no keys, and requests get `503`;
-//! - an unknown `kid` may trigger one refetch per `min_refetch_seconds`.
+//! - an unknown `kid` may trigger one refetch per `min_refetch_seconds`;
+//! - the worker that fetched publishes a [`SharedKeys`] record (keys, schedule, failure count,
+//!   generation); the others adopt it, so the whole proxy keeps one schedule and one backoff.
 
 use serde_json::Value;
 
@@ -202,20 +204,40 @@ enum Phase {
     },
 }
 
-/// Keys (or the lack of them) as one worker publishes them for the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedKeys {
-    pub fetched_at: UnixSeconds,
-    pub refresh_at: UnixSeconds,
-    pub state: SharedState,
+/// What [`KeyFetcher::poll`] asks of the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// Nothing to do now.
+    Idle,
+    /// A fetch is due: take the lease, then [`KeyFetcher::start`] it.
+    Due,
+    /// The call in flight passed its deadline and now counts as a `timeout` failure: forget
+    /// the call (a late answer is no longer wanted), publish and release the lease.
+    GaveUp,
 }
 
+/// The proxy-wide state of one provider's keys, as the worker that last fetched publishes it
+/// for the others (through host shared data).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SharedState {
-    /// A JWKS document with at least one usable key.
-    Keys { document: Vec<u8> },
-    /// The fetch failed and no keys were ever had: answer `503` until `refresh_at`.
-    FailedWithoutKeys,
+pub struct SharedKeys {
+    /// Counts ended fetch attempts proxy-wide; a record is news only with a higher one.
+    pub generation: u64,
+    /// When the last attempt ended (it counts against the unknown-`kid` refetch limit).
+    pub attempted_at: UnixSeconds,
+    /// When the next attempt is due, proxy-wide (refresh, or retry after failures).
+    pub next_fetch_at: UnixSeconds,
+    /// Consecutive failed attempts, proxy-wide: the backoff continues across workers.
+    pub failures: u32,
+    /// The keys in force, if any were ever fetched.
+    pub keys: Option<SharedDocument>,
+}
+
+/// A published JWKS and its schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedDocument {
+    pub fetched_at: UnixSeconds,
+    pub refresh_at: UnixSeconds,
+    pub document: Vec<u8>,
 }
 
 /// What a completed call changed.
@@ -239,15 +261,13 @@ pub struct KeyFetcher {
     jwks_uri: Option<HttpUri>,
     fetched: Option<FetchedKeys>,
     consecutive_failures: u32,
-    /// The last fetch failed and nothing good was cached at the time.
-    failed_without_keys: bool,
-    last_refetch_at: Option<UnixSeconds>,
-    /// Spreads refreshes: a value in `0..1000` chosen by the adapter per worker.
+    last_attempt_at: Option<UnixSeconds>,
+    /// Spreads refreshes: a value in `0..1000` chosen by the adapter.
     jitter_permille: u64,
     /// Increases whenever the keys in force change.
     version: u64,
-    /// Increases whenever a fetch ends, well or not: requests waiting for a refetch wake on it.
-    fetches_ended: u64,
+    /// Ended attempts, here or (through adoption) anywhere in the proxy.
+    generation: u64,
 }
 
 impl KeyFetcher {
@@ -270,11 +290,10 @@ impl KeyFetcher {
             jwks_uri,
             fetched: None,
             consecutive_failures: 0,
-            failed_without_keys: false,
-            last_refetch_at: None,
+            last_attempt_at: None,
             jitter_permille: jitter_permille % 1000,
             version: 0,
-            fetches_ended: 0,
+            generation: 0,
         }
     }
 
@@ -282,9 +301,9 @@ impl KeyFetcher {
         &self.settings
     }
 
-    /// How many fetches have ended (keys installed, adopted, or failed).
-    pub fn fetches_ended(&self) -> u64 {
-        self.fetches_ended
+    /// Ended attempts known here: requests waiting for a refetch wake when it changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The version of the keys in force; changes whenever they do.
@@ -300,31 +319,41 @@ impl KeyFetcher {
         matches!(self.phase, Phase::InFlight { .. })
     }
 
-    /// Whether a call is due at `now`. Also gives up on a call past its deadline (the host
-    /// should have answered by then), which makes the retry due later.
-    pub fn due(&mut self, now: UnixSeconds) -> bool {
+    /// Seconds one call may take, as the host enforces it, plus a second for tick granularity.
+    fn call_seconds(&self) -> i64 {
+        seconds(self.settings.timeout_ms.div_ceil(1000)).saturating_add(1)
+    }
+
+    /// How long a request may wait for keys from `now`: the calls still needed (two with
+    /// discovery before its `jwks_uri` is known) and a second of lease and tick slack each.
+    pub fn wait_deadline(&self, now: UnixSeconds) -> UnixSeconds {
+        let calls = if self.jwks_uri.is_none() { 2 } else { 1 };
+        now.saturating_add(self.call_seconds().saturating_add(1).saturating_mul(calls))
+    }
+
+    /// What to do at `now` (see [`Poll`]).
+    pub fn poll(&mut self, now: UnixSeconds) -> Poll {
         match self.phase {
             Phase::InFlight { deadline, .. } if now > deadline => {
                 self.on_failure(now, FetchError::Timeout);
-                false
+                Poll::GaveUp
             }
-            Phase::InFlight { .. } => false,
-            Phase::Idle { next_fetch_at } => now >= next_fetch_at,
+            Phase::InFlight { .. } => Poll::Idle,
+            Phase::Idle { next_fetch_at } if now >= next_fetch_at => Poll::Due,
+            Phase::Idle { .. } => Poll::Idle,
         }
     }
 
-    /// Starts the next call (check [`KeyFetcher::due`] first): the fetcher now counts it as
-    /// in flight until [`KeyFetcher::on_response`] or [`KeyFetcher::on_failure`].
+    /// Starts the next call (when [`KeyFetcher::poll`] said [`Poll::Due`]): the fetcher counts
+    /// it as in flight until [`KeyFetcher::on_response`] or [`KeyFetcher::on_failure`].
     pub fn start(&mut self, now: UnixSeconds) -> (Document, FetchRequest) {
         let (document, uri) = match (&self.jwks_uri, &self.settings.location) {
             (Some(uri), _) | (None, KeyLocation::Jwks(uri)) => (Document::Jwks, uri.clone()),
             (None, KeyLocation::Discovery(uri)) => (Document::Discovery, uri.clone()),
         };
-        // The host times out at `timeout_ms`; one more second covers tick granularity.
-        let timeout_seconds = seconds(self.settings.timeout_ms.div_ceil(1000)).saturating_add(1);
         self.phase = Phase::InFlight {
             document,
-            deadline: now.saturating_add(timeout_seconds),
+            deadline: now.saturating_add(self.call_seconds()),
         };
         let upstream = match (document, &self.settings.jwks_upstream) {
             (Document::Jwks, Some(jwks_upstream)) => jwks_upstream,
@@ -350,8 +379,10 @@ impl KeyFetcher {
         match &self.fetched {
             Some(fetched) if now < fetched.refresh_at => KeysNow::Fresh(&fetched.keys),
             Some(fetched) if now <= self.stale_until(fetched) => KeysNow::Stale(&fetched.keys),
-            _ if self.failed_without_keys => KeysNow::Unavailable,
-            _ => KeysNow::Pending,
+            // Past the stale limit: nothing is in force until a fetch succeeds.
+            Some(_) => KeysNow::Unavailable,
+            None if self.consecutive_failures > 0 => KeysNow::Unavailable,
+            None => KeysNow::Pending,
         }
     }
 
@@ -361,18 +392,19 @@ impl KeyFetcher {
             .saturating_add(seconds(self.settings.max_stale_seconds))
     }
 
-    /// A token named a `kid` the keys in force do not have: refetch now, unless a refetch
-    /// happened within `min_refetch_seconds` or a call is already in flight (which will bring
-    /// the newest keys anyway). Returns whether new keys may still arrive for this token.
+    /// A token named a `kid` the keys in force do not have: refetch now, unless an attempt
+    /// ended within `min_refetch_seconds` anywhere in the proxy, or a call is already in flight
+    /// (which will bring the newest keys anyway). Returns whether new keys may still arrive.
     pub fn request_refetch(&mut self, now: UnixSeconds) -> bool {
         if self.in_flight() {
             return true;
         }
-        let allowed = self.last_refetch_at.is_none_or(|last| {
+        let allowed = self.last_attempt_at.is_none_or(|last| {
             now >= last.saturating_add(seconds(self.settings.min_refetch_seconds))
         });
         if allowed {
-            self.last_refetch_at = Some(now);
+            // Counts as an attempt at once, so a storm of unknown `kid`s asks only once.
+            self.last_attempt_at = Some(now);
             self.phase = Phase::Idle { next_fetch_at: now };
         }
         allowed
@@ -387,7 +419,7 @@ impl KeyFetcher {
         body: &[u8],
     ) -> Result<Progress, FetchError> {
         let Phase::InFlight { document, .. } = self.phase else {
-            // A late answer to a call already given up on: ignore it.
+            // The adapter forgets calls the fetcher gave up on; nothing else can get here.
             return Err(FetchError::Timeout);
         };
         let result = self.accept(now, document, status, cache_control, body);
@@ -422,6 +454,8 @@ impl KeyFetcher {
                 let refresh = refresh_interval(self.settings.refresh_seconds, cache_control);
                 let refresh_at = now.saturating_add(self.jittered(refresh));
                 let skipped = self.install(body, now, refresh_at)?;
+                self.end_attempt(now);
+                self.consecutive_failures = 0;
                 self.phase = Phase::Idle {
                     next_fetch_at: refresh_at,
                 };
@@ -430,44 +464,84 @@ impl KeyFetcher {
         }
     }
 
-    /// Adopts keys another worker fetched and published. A call in flight here is left alone;
-    /// otherwise the next fetch moves to the publisher's refresh time.
-    pub fn adopt(&mut self, shared: &SharedKeys) -> Result<(), FetchError> {
-        match &shared.state {
-            SharedState::Keys { document } => {
-                self.install(document, shared.fetched_at, shared.refresh_at)?;
-            }
-            SharedState::FailedWithoutKeys => {
-                if self.fetched.is_none() {
-                    self.failed_without_keys = true;
-                }
-            }
-        }
-        if !self.in_flight() {
-            self.phase = Phase::Idle {
-                next_fetch_at: shared.refresh_at,
-            };
-        }
-        Ok(())
+    /// The call in flight failed: keep the keys. Keys that are still fresh keep their refresh
+    /// schedule (a failed unknown-`kid` refetch needs no retry: the next unknown `kid` asks
+    /// again); otherwise retry with exponential backoff.
+    pub fn on_failure(&mut self, now: UnixSeconds, _error: FetchError) {
+        self.end_attempt(now);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let exponent = self.consecutive_failures.saturating_sub(1).min(16);
+        let delay = FIRST_RETRY_SECONDS
+            .saturating_mul(1_i64 << exponent)
+            .min(MAX_RETRY_SECONDS);
+        let next_fetch_at = match &self.fetched {
+            Some(fetched) if now < fetched.refresh_at => fetched.refresh_at,
+            _ => now.saturating_add(delay),
+        };
+        self.phase = Phase::Idle { next_fetch_at };
     }
 
-    /// What this worker has to publish for the others after a call completed.
-    pub fn to_share(&self) -> Option<SharedKeys> {
-        match (&self.fetched, self.failed_without_keys, &self.phase) {
-            (Some(fetched), _, _) => Some(SharedKeys {
+    fn end_attempt(&mut self, now: UnixSeconds) {
+        self.generation = self.generation.wrapping_add(1);
+        self.last_attempt_at = Some(self.last_attempt_at.map_or(now, |last| last.max(now)));
+    }
+
+    /// The proxy-wide record to publish after an attempt ended here.
+    pub fn to_share(&self) -> SharedKeys {
+        let next_fetch_at = match self.phase {
+            Phase::Idle { next_fetch_at } => next_fetch_at,
+            Phase::InFlight { deadline, .. } => deadline,
+        };
+        SharedKeys {
+            generation: self.generation,
+            attempted_at: self.last_attempt_at.unwrap_or(0),
+            next_fetch_at,
+            failures: self.consecutive_failures,
+            keys: self.fetched.as_ref().map(|fetched| SharedDocument {
                 fetched_at: fetched.fetched_at,
                 refresh_at: fetched.refresh_at,
-                state: SharedState::Keys {
-                    document: fetched.document.clone(),
-                },
+                document: fetched.document.clone(),
             }),
-            (None, true, Phase::Idle { next_fetch_at }) => Some(SharedKeys {
-                fetched_at: 0,
-                refresh_at: *next_fetch_at,
-                state: SharedState::FailedWithoutKeys,
-            }),
-            _ => None,
         }
+    }
+
+    /// Takes over a record another worker published, if it is news (a higher generation):
+    /// its keys (when they differ from ours), its schedule, its failure count and its last
+    /// attempt. A call in flight here keeps its own schedule.
+    pub fn adopt(&mut self, shared: &SharedKeys) -> Result<bool, FetchError> {
+        if shared.generation <= self.generation {
+            return Ok(false);
+        }
+        if let Some(published) = &shared.keys {
+            let same = self
+                .fetched
+                .as_ref()
+                .is_some_and(|own| own.document == published.document);
+            if same {
+                if let Some(own) = &mut self.fetched {
+                    own.fetched_at = published.fetched_at;
+                    own.refresh_at = published.refresh_at;
+                }
+            } else {
+                self.install(
+                    &published.document,
+                    published.fetched_at,
+                    published.refresh_at,
+                )?;
+            }
+        }
+        self.generation = shared.generation;
+        self.consecutive_failures = shared.failures;
+        self.last_attempt_at = Some(
+            self.last_attempt_at
+                .map_or(shared.attempted_at, |last| last.max(shared.attempted_at)),
+        );
+        if !self.in_flight() {
+            self.phase = Phase::Idle {
+                next_fetch_at: shared.next_fetch_at,
+            };
+        }
+        Ok(true)
     }
 
     /// Installs a JWKS document fetched at `fetched_at` if it holds a usable key.
@@ -493,40 +567,11 @@ impl KeyFetcher {
             refresh_at,
         });
         self.version = self.version.wrapping_add(1);
-        self.fetches_ended = self.fetches_ended.wrapping_add(1);
-        // Any fetch brings the newest keys: a refetch for an unknown `kid` right after one
-        // (here or by another worker) would only repeat it.
-        self.last_refetch_at = Some(
-            self.last_refetch_at
-                .map_or(fetched_at, |last| last.max(fetched_at)),
-        );
-        self.consecutive_failures = 0;
-        self.failed_without_keys = false;
         // With discovery, the next refresh reads the configuration again (it may move the JWKS).
         if matches!(self.settings.location, KeyLocation::Discovery(_)) {
             self.jwks_uri = None;
         }
         Ok(skipped)
-    }
-
-    /// The call in flight failed: keep the keys. Keys that are still fresh keep their refresh
-    /// schedule (a failed unknown-`kid` refetch needs no retry: the next unknown `kid` asks
-    /// again); otherwise retry with exponential backoff.
-    pub fn on_failure(&mut self, now: UnixSeconds, _error: FetchError) {
-        self.fetches_ended = self.fetches_ended.wrapping_add(1);
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        let exponent = self.consecutive_failures.saturating_sub(1).min(16);
-        let delay = FIRST_RETRY_SECONDS
-            .saturating_mul(1_i64 << exponent)
-            .min(MAX_RETRY_SECONDS);
-        if self.fetched.is_none() {
-            self.failed_without_keys = true;
-        }
-        let next_fetch_at = match &self.fetched {
-            Some(fetched) if now < fetched.refresh_at => fetched.refresh_at,
-            _ => now.saturating_add(delay),
-        };
-        self.phase = Phase::Idle { next_fetch_at };
     }
 
     fn jwks_uri_from_discovery(&self, body: &[u8]) -> Result<HttpUri, FetchError> {
@@ -535,15 +580,25 @@ impl KeyFetcher {
         if issuer != Some(self.issuer.as_str()) {
             return Err(FetchError::Discovery);
         }
+        let discovery_authority = match &self.settings.location {
+            KeyLocation::Discovery(uri) => Some(uri.authority.as_str()),
+            KeyLocation::Jwks(_) => None,
+        };
         document
             .get("jwks_uri")
             .and_then(Value::as_str)
             .and_then(HttpUri::parse)
             .filter(|uri| uri.secure || self.settings.allow_http)
+            // The call goes through `upstream`, whose TLS names the discovery host: a JWKS on
+            // another host needs its own `jwks_upstream`.
+            .filter(|uri| {
+                self.settings.jwks_upstream.is_some()
+                    || Some(uri.authority.as_str()) == discovery_authority
+            })
             .ok_or(FetchError::Discovery)
     }
 
-    /// `interval` less up to a tenth, by this worker's jitter.
+    /// `interval` less up to a tenth, by the jitter.
     fn jittered(&self, interval: u64) -> i64 {
         let spread = (interval / 10).saturating_mul(self.jitter_permille) / 1000;
         seconds(interval.saturating_sub(spread))
@@ -587,16 +642,22 @@ pub fn refresh_interval(configured: u64, cache_control: Option<&str>) -> u64 {
 }
 
 impl SharedKeys {
-    /// `wjwt1 <fetched_at> <refresh_at> keys|failed\n<document>`: a line of numbers, then the
-    /// JWKS as fetched, so workers adopting it parse exactly what the fetcher accepted.
+    /// `wjwt2 <generation> <attempted_at> <next_fetch_at> <failures> [<fetched_at> <refresh_at>]`
+    /// on one line, then the JWKS as fetched, so workers adopting it parse exactly what the
+    /// fetcher accepted.
     pub fn encode(&self) -> Vec<u8> {
-        let (state, document): (&str, &[u8]) = match &self.state {
-            SharedState::Keys { document } => ("keys", document),
-            SharedState::FailedWithoutKeys => ("failed", &[]),
-        };
-        let mut encoded =
-            format!("wjwt1 {} {} {state}\n", self.fetched_at, self.refresh_at).into_bytes();
-        encoded.extend_from_slice(document);
+        let mut encoded = format!(
+            "wjwt2 {} {} {} {}",
+            self.generation, self.attempted_at, self.next_fetch_at, self.failures
+        );
+        if let Some(keys) = &self.keys {
+            encoded.push_str(&format!(" {} {}", keys.fetched_at, keys.refresh_at));
+        }
+        encoded.push('\n');
+        let mut encoded = encoded.into_bytes();
+        if let Some(keys) = &self.keys {
+            encoded.extend_from_slice(&keys.document);
+        }
         encoded
     }
 
@@ -606,22 +667,28 @@ impl SharedKeys {
         let header = std::str::from_utf8(bytes.get(..newline)?).ok()?;
         let document = bytes.get(newline.checked_add(1)?..)?;
         let mut fields = header.split(' ');
-        if fields.next()? != "wjwt1" {
+        if fields.next()? != "wjwt2" {
             return None;
         }
-        let fetched_at = fields.next()?.parse().ok()?;
-        let refresh_at = fields.next()?.parse().ok()?;
-        let state = match fields.next()? {
-            "keys" => SharedState::Keys {
+        let generation = fields.next()?.parse().ok()?;
+        let attempted_at = fields.next()?.parse().ok()?;
+        let next_fetch_at = fields.next()?.parse().ok()?;
+        let failures = fields.next()?.parse().ok()?;
+        let keys = match (fields.next(), fields.next(), fields.next()) {
+            (None, None, None) if document.is_empty() => None,
+            (Some(fetched_at), Some(refresh_at), None) => Some(SharedDocument {
+                fetched_at: fetched_at.parse().ok()?,
+                refresh_at: refresh_at.parse().ok()?,
                 document: document.to_vec(),
-            },
-            "failed" => SharedState::FailedWithoutKeys,
+            }),
             _ => return None,
         };
-        fields.next().is_none().then_some(SharedKeys {
-            fetched_at,
-            refresh_at,
-            state,
+        Some(SharedKeys {
+            generation,
+            attempted_at,
+            next_fetch_at,
+            failures,
+            keys,
         })
     }
 }
@@ -701,6 +768,10 @@ mod tests {
         jwks(&[TestKey::P256]).to_string().into_bytes()
     }
 
+    fn due(fetcher: &mut KeyFetcher, now: i64) -> bool {
+        fetcher.poll(now) == Poll::Due
+    }
+
     fn fresh(fetcher: &KeyFetcher, now: i64) -> bool {
         matches!(fetcher.keys(now), KeysNow::Fresh(_))
     }
@@ -729,21 +800,21 @@ mod tests {
     fn cold_start_fetches_once_and_refreshes_on_schedule() {
         let mut fetcher = jwks_fetcher();
         assert!(matches!(fetcher.keys(T0), KeysNow::Pending));
-        assert!(fetcher.due(T0));
+        assert!(due(&mut fetcher, T0));
         let (document, request) = fetcher.start(T0);
         assert_eq!(document, Document::Jwks);
         assert_eq!(
             (request.upstream.as_str(), request.uri.path.as_str()),
             ("idp", "/jwks")
         );
-        assert!(!fetcher.due(T0), "one call in flight at a time");
+        assert!(!due(&mut fetcher, T0), "one call in flight at a time");
         let progress = fetcher
             .on_response(T0 + 1, 200, None, &good_jwks())
             .unwrap();
         assert_eq!(progress, Progress::KeysUpdated { skipped: vec![] });
         assert!(fresh(&fetcher, T0 + 1));
-        assert!(!fetcher.due(T0 + 600));
-        assert!(fetcher.due(T0 + 601));
+        assert!(!due(&mut fetcher, T0 + 600));
+        assert!(due(&mut fetcher, T0 + 601));
         assert!(matches!(fetcher.keys(T0 + 601), KeysNow::Stale(_)));
     }
 
@@ -765,7 +836,7 @@ mod tests {
         fetcher
             .on_response(T0, 200, Some("max-age=120"), &good_jwks())
             .unwrap();
-        assert!(fetcher.due(T0 + 120) && !fetcher.due(T0 + 119));
+        assert!(due(&mut fetcher, T0 + 120) && !due(&mut fetcher, T0 + 119));
     }
 
     #[test]
@@ -804,12 +875,12 @@ mod tests {
         let mut now = T0 + 600;
         let mut delays = Vec::new();
         for (status, body, expected) in bad {
-            assert!(fetcher.due(now));
+            assert!(due(&mut fetcher, now));
             fetcher.start(now);
             assert_eq!(fetcher.on_response(now, status, None, &body), Err(expected));
             assert_eq!(fetcher.version(), version, "{expected:?} replaced the keys");
             assert!(matches!(fetcher.keys(now), KeysNow::Stale(_)));
-            let next = (now..now + 400).find(|t| fetcher.due(*t)).unwrap();
+            let next = (now..now + 400).find(|t| due(&mut fetcher, *t)).unwrap();
             delays.push(next - now);
             now = next;
         }
@@ -821,18 +892,18 @@ mod tests {
         let mut fetcher = jwks_fetcher();
         fetcher.start(T0);
         fetcher.on_response(T0, 200, None, &good_jwks()).unwrap();
-        let ended = fetcher.fetches_ended();
+        let ended = fetcher.generation();
         assert!(fetcher.request_refetch(T0 + 30));
         fetcher.start(T0 + 30);
         fetcher.on_failure(T0 + 30, FetchError::Unreachable);
         assert_eq!(
-            fetcher.fetches_ended(),
+            fetcher.generation(),
             ended + 1,
             "waiters for the refetch must wake"
         );
         assert!(fresh(&fetcher, T0 + 31));
-        assert!(!fetcher.due(T0 + 599));
-        assert!(fetcher.due(T0 + 600));
+        assert!(!due(&mut fetcher, T0 + 599));
+        assert!(due(&mut fetcher, T0 + 600));
     }
 
     #[test]
@@ -843,7 +914,10 @@ mod tests {
         fetcher.start(T0 + 600);
         fetcher.on_failure(T0 + 600, FetchError::Timeout);
         assert!(matches!(fetcher.keys(T0 + 600 + 3_600), KeysNow::Stale(_)));
-        assert!(matches!(fetcher.keys(T0 + 600 + 3_601), KeysNow::Pending));
+        assert!(matches!(
+            fetcher.keys(T0 + 600 + 3_601),
+            KeysNow::Unavailable
+        ));
     }
 
     #[test]
@@ -852,7 +926,7 @@ mod tests {
         fetcher.start(T0);
         fetcher.on_failure(T0, FetchError::Timeout);
         assert!(matches!(fetcher.keys(T0), KeysNow::Unavailable));
-        assert!(fetcher.due(T0 + 1));
+        assert!(due(&mut fetcher, T0 + 1));
         fetcher.start(T0 + 1);
         fetcher
             .on_response(T0 + 1, 200, None, &good_jwks())
@@ -864,13 +938,13 @@ mod tests {
     fn a_call_past_its_deadline_counts_as_failed() {
         let mut fetcher = jwks_fetcher();
         fetcher.start(T0);
-        assert!(!fetcher.due(T0 + 6));
+        assert!(!due(&mut fetcher, T0 + 6));
         assert!(
-            !fetcher.due(T0 + 7),
+            !due(&mut fetcher, T0 + 7),
             "expiring the call schedules a retry, not an immediate call"
         );
         assert!(matches!(fetcher.keys(T0 + 7), KeysNow::Unavailable));
-        assert!(fetcher.due(T0 + 8));
+        assert!(due(&mut fetcher, T0 + 8));
         // The host's late answer to the abandoned call is ignored.
         assert_eq!(
             fetcher.on_response(T0 + 8, 200, None, &good_jwks()),
@@ -886,7 +960,7 @@ mod tests {
         // A fetch just happened: a refetch within min_refetch_seconds is pointless.
         assert!(!fetcher.request_refetch(T0 + 10));
         assert!(fetcher.request_refetch(T0 + 30));
-        assert!(fetcher.due(T0 + 30));
+        assert!(due(&mut fetcher, T0 + 30));
         fetcher.start(T0 + 30);
         assert!(
             fetcher.request_refetch(T0 + 31),
@@ -896,7 +970,7 @@ mod tests {
             .on_response(T0 + 31, 200, None, &good_jwks())
             .unwrap();
         assert!(!fetcher.request_refetch(T0 + 40));
-        assert!(!fetcher.due(T0 + 40));
+        assert!(!due(&mut fetcher, T0 + 40));
     }
 
     #[test]
@@ -923,14 +997,14 @@ mod tests {
             Err(FetchError::Discovery)
         );
         let now = T0 + 3;
-        assert!(fetcher.due(now));
+        assert!(due(&mut fetcher, now));
         fetcher.start(now);
         let good = json!({"issuer": ISSUER, "jwks_uri": "https://keys.example.com/certs"});
         assert_eq!(
             fetcher.on_response(now, 200, None, good.to_string().as_bytes()),
             Ok(Progress::Discovered)
         );
-        assert!(fetcher.due(now));
+        assert!(due(&mut fetcher, now));
         let (document, request) = fetcher.start(now);
         assert_eq!(
             (
@@ -947,47 +1021,110 @@ mod tests {
     }
 
     #[test]
-    fn keys_published_by_another_worker_are_adopted() {
+    fn keys_published_by_another_worker_are_adopted_once() {
         let mut leader = jwks_fetcher();
         leader.start(T0);
         leader.on_response(T0, 200, None, &good_jwks()).unwrap();
-        let published = SharedKeys::decode(&leader.to_share().unwrap().encode()).unwrap();
-        assert_eq!(Some(published.clone()), leader.to_share());
+        let published = SharedKeys::decode(&leader.to_share().encode()).unwrap();
+        assert_eq!(published, leader.to_share());
+        assert_eq!((published.generation, published.failures), (1, 0));
 
         let mut follower = jwks_fetcher();
         follower.defer(T0 + 1);
-        follower.adopt(&published).unwrap();
+        assert_eq!(follower.adopt(&published), Ok(true));
         assert!(fresh(&follower, T0 + 1));
+        assert_eq!(
+            follower.adopt(&published),
+            Ok(false),
+            "the same generation is no news"
+        );
         assert!(
-            !follower.due(T0 + 1),
-            "adopted keys move the next fetch to the leader's schedule"
+            !due(&mut follower, T0 + 1),
+            "adopted keys bring the publisher's schedule"
         );
         assert!(
             !follower.request_refetch(T0 + 5),
-            "the leader's fetch counts for the rate limit"
+            "the publisher's fetch counts for the rate limit"
         );
+    }
 
-        let mut failed = jwks_fetcher();
-        failed.start(T0);
-        failed.on_failure(T0, FetchError::Status);
-        let shared = failed.to_share().unwrap();
-        assert_eq!(shared.state, SharedState::FailedWithoutKeys);
-        let mut follower = jwks_fetcher();
-        follower.adopt(&shared).unwrap();
-        assert!(matches!(follower.keys(T0), KeysNow::Unavailable));
+    #[test]
+    fn the_backoff_and_the_lack_of_keys_are_shared_across_workers() {
+        let mut first = jwks_fetcher();
+        first.start(T0);
+        first.on_failure(T0, FetchError::Unreachable);
+        let mut second = jwks_fetcher();
+        second.adopt(&first.to_share()).unwrap();
+        assert!(matches!(second.keys(T0), KeysNow::Unavailable));
+        assert!(
+            !due(&mut second, T0),
+            "the retry is not due before the first's backoff"
+        );
+        assert!(due(&mut second, T0 + 1));
+        second.start(T0 + 1);
+        second.on_failure(T0 + 1, FetchError::Unreachable);
+        // The second worker continues the first's backoff: 1 s, then 2 s.
+        assert!(!due(&mut second, T0 + 2));
+        assert!(due(&mut second, T0 + 3));
+        assert_eq!(second.to_share().failures, 2);
+        first.adopt(&second.to_share()).unwrap();
+        assert!(!due(&mut first, T0 + 2));
+    }
+
+    #[test]
+    fn a_record_from_a_worker_that_fell_behind_is_not_adopted() {
+        let mut current = jwks_fetcher();
+        current.start(T0);
+        current.on_response(T0, 200, None, &good_jwks()).unwrap();
+        assert!(current.request_refetch(T0 + 40));
+        current.start(T0 + 40);
+        let rotated = jwks(&[TestKey::P256, TestKey::P384])
+            .to_string()
+            .into_bytes();
+        let mut multi = KeyFetcher::new(
+            current.settings().clone(),
+            ISSUER,
+            &[Algorithm::Es256, Algorithm::Es384],
+            T0,
+            0,
+        );
+        multi.start(T0);
+        multi.on_response(T0, 200, None, &rotated).unwrap();
+        let older = multi.to_share();
+        current
+            .on_response(T0 + 40, 200, None, &good_jwks())
+            .unwrap();
+        assert_eq!(current.generation(), 2);
+        assert_eq!(current.adopt(&older), Ok(false));
     }
 
     #[test]
     fn shared_records_and_leases_round_trip_and_reject_garbage() {
         for garbage in [
             &b""[..],
-            b"wjwt1 1 2",
-            b"wjwt2 1 2 keys\n{}",
-            b"wjwt1 x 2 keys\n",
-            b"wjwt1 1 2 maybe\n",
+            b"wjwt2 1 2 3",
+            b"wjwt2 1 2 3 4",
+            b"wjwt2 1 2 3 4\n{}",
+            b"wjwt2 1 2 3 4 5\n{}",
+            b"wjwt2 x 2 3 4\n",
+            b"wjwt1 1 2 keys\n{}",
+            b"wjwt2 1 2 3 4 5 6 7\n{}",
         ] {
-            assert_eq!(SharedKeys::decode(garbage), None);
+            assert_eq!(
+                SharedKeys::decode(garbage),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
         }
+        let empty = SharedKeys {
+            generation: 0,
+            attempted_at: 0,
+            next_fetch_at: 0,
+            failures: 0,
+            keys: None,
+        };
+        assert_eq!(SharedKeys::decode(&empty.encode()), Some(empty));
         let lease = Lease {
             holder: 3,
             expires_at: T0 + 7,

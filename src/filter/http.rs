@@ -29,6 +29,22 @@ impl AuthnHttpContext {
     }
 }
 
+impl AuthnHttpContext {
+    /// `Pause` while the request is parked with the key store, `Continue` once it was woken.
+    fn hold_while_parked(&self) -> Action {
+        let parked = self.waiting
+            && self
+                .shared
+                .as_ref()
+                .is_some_and(|shared| shared.keys.borrow().is_parked(self.context_id));
+        if parked {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+}
+
 fn is_keys_unavailable(decision: &Decision) -> bool {
     matches!(decision, Decision::Deny(denial) if denial.reason() == Reason::KeysUnavailable)
 }
@@ -53,6 +69,16 @@ impl Context for AuthnHttpContext {
 }
 
 impl HttpContext for AuthnHttpContext {
+    // While the request waits for keys, its body and trailers wait too: a host that delivered
+    // them despite the paused headers must not push an unauthenticated request along.
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.hold_while_parked()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.hold_while_parked()
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let context_id = self.context_id;
         let Some(shared) = self.shared.clone() else {

@@ -1,26 +1,40 @@
 //! The worker's key store: one [`KeyFetcher`] per remote provider, the fetch calls in flight,
 //! and the requests parked until keys arrive.
 //!
-//! Workers share keys through host shared data: the worker holding a provider's lease
-//! fetches, and publishes what it got ([`SharedKeys`]); every other worker adopts the
-//! published version on its next tick instead of fetching. The lease expires, so a worker that
-//! stops answering is replaced.
+//! Workers share keys through host shared data, under names that carry a digest of the
+//! provider's key settings (so two configurations with a provider of the same name never
+//! exchange keys). Two records per provider:
+//! - the **lease**: the worker that takes it (compare-and-swap) fetches; it expires, so a
+//!   worker that stops answering is replaced, and only its holder frees it;
+//! - the **keys record** ([`SharedKeys`]): what the last attempt left — keys, schedule, failure
+//!   count, generation. The fetcher publishes it with compare-and-swap against the record it
+//!   read when it took the lease, so a slow worker can never overwrite newer news; the others
+//!   adopt it on their next tick (200 ms) instead of fetching.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use sha2::{Digest as _, Sha256};
 
-use crate::config::{Config, KeySource, ProviderIndex};
+use crate::config::{Config, KeySource, Provider, ProviderIndex};
 use crate::decision::{self, Attempt, Decision, RemoteKeyLookup, Wait, WaitCause};
 use crate::remote::{
-    Document, FetchError, KeyFetcher, KeysNow, Lease, Progress, SharedKeys, MAX_DOCUMENT_BYTES,
+    FetchError, KeyFetcher, KeysNow, Lease, Poll, Progress, RemoteKeys, SharedKeys,
+    MAX_DOCUMENT_BYTES,
 };
 use crate::token::Request;
 use crate::verify::UnixSeconds;
 
 use super::apply::{self, Applied};
 use super::{log, Shared};
+
+/// At most this many requests wait for keys per worker; more are answered `503` at once.
+const MAX_WAITERS: usize = 10_000;
+/// A non-200 body is read only this far: enough to tell the proxy's own replies apart.
+const STATUS_BODY_PREFIX: usize = 64;
+/// A lease nobody holds: holder 0 (worker ids start at 1), expired at the epoch.
+const FREE_LEASE: &[u8] = b"0 0";
 
 /// The parts of a request kept while it waits.
 #[derive(Debug, Clone)]
@@ -61,77 +75,136 @@ impl OwnedRequest {
 struct Waiter {
     context_id: u32,
     provider: ProviderIndex,
-    /// The provider's key version and ended-fetch count when the request parked: a change of
-    /// either wakes it (new keys, or a refetch that failed).
+    /// The provider's key version and attempt generation when the request parked: a change of
+    /// either wakes it (new keys, or an attempt that ended without them).
     version: u64,
-    fetches_ended: u64,
+    generation: u64,
     deadline: UnixSeconds,
     request: OwnedRequest,
 }
 
+/// One remote provider's fetcher and its shared-data records.
+struct RemoteProvider {
+    fetcher: KeyFetcher,
+    keys_record: String,
+    lease_record: String,
+    /// The CAS of the keys record last adopted or published: unchanged means nothing new.
+    seen_cas: Option<u32>,
+    /// The call in flight, and the CAS of the keys record when it started (to publish against).
+    call: Option<(u32, Option<u32>)>,
+}
+
 pub(crate) struct KeyStore {
     /// Per provider; `None` for inline keys.
-    fetchers: Vec<Option<KeyFetcher>>,
-    /// Per provider: the shared-data keys of its published keys and its lease.
-    shared_keys_key: Vec<String>,
-    lease_key: Vec<String>,
-    /// The CAS of the published keys last adopted, per provider.
-    adopted_cas: Vec<Option<u32>>,
+    remote: Vec<Option<RemoteProvider>>,
     /// This worker's identity in leases.
     worker: u64,
-    calls: Vec<(u32, ProviderIndex, Document)>,
     waiters: Vec<Waiter>,
 }
 
 impl RemoteKeyLookup for KeyStore {
     fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_> {
-        match self.fetchers.get(provider) {
-            Some(Some(fetcher)) => fetcher.keys(now),
+        match self.remote.get(provider) {
+            Some(Some(remote)) => remote.fetcher.keys(now),
             _ => KeysNow::Unavailable,
         }
     }
 }
 
+/// Names the shared-data records of a provider: its name for people, a digest of everything
+/// that decides which keys it trusts for safety.
+fn record_names(provider: &Provider, remote: &RemoteKeys) -> (String, String) {
+    let identity = format!(
+        "{}\n{:?}\n{}\n{:?}\n{}\n{:?}",
+        provider.issuer,
+        remote.location,
+        remote.upstream,
+        remote.jwks_upstream,
+        remote.allow_http,
+        provider.algorithms
+    );
+    let digest: String = Sha256::digest(identity.as_bytes())
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    (
+        format!("wasm_jwt_authn.keys.{}.{digest}", provider.name),
+        format!("wasm_jwt_authn.lease.{}.{digest}", provider.name),
+    )
+}
+
+/// A value in `0..1000` from the host clock's sub-second part: spreads refreshes across
+/// proxies that started together.
+fn jitter_permille() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |elapsed| u64::from(elapsed.subsec_millis()))
+}
+
 impl KeyStore {
     pub(crate) fn new(config: &Config, worker: u64, now: UnixSeconds) -> KeyStore {
-        let fetchers = config
+        let remote = config
             .providers
             .iter()
             .map(|provider| match &provider.keys {
                 KeySource::Inline(_) => None,
-                KeySource::Remote(remote) => Some(KeyFetcher::new(
-                    remote.clone(),
-                    &provider.issuer,
-                    &provider.algorithms,
-                    now,
-                    worker.wrapping_mul(389) % 1000,
-                )),
+                KeySource::Remote(settings) => {
+                    let (keys_record, lease_record) = record_names(provider, settings);
+                    Some(RemoteProvider {
+                        fetcher: KeyFetcher::new(
+                            settings.clone(),
+                            &provider.issuer,
+                            &provider.algorithms,
+                            now,
+                            jitter_permille(),
+                        ),
+                        keys_record,
+                        lease_record,
+                        seen_cas: None,
+                        call: None,
+                    })
+                }
             })
-            .collect::<Vec<_>>();
-        let names = |prefix: &str| {
-            config
-                .providers
-                .iter()
-                .map(|provider| format!("wasm_jwt_authn.{prefix}.{}", provider.name))
-                .collect::<Vec<_>>()
-        };
+            .collect();
         KeyStore {
-            adopted_cas: vec![None; fetchers.len()],
-            fetchers,
-            shared_keys_key: names("keys"),
-            lease_key: names("lease"),
+            remote,
             worker,
-            calls: Vec::new(),
             waiters: Vec::new(),
         }
     }
 
     pub(crate) fn has_remote_keys(&self) -> bool {
-        self.fetchers.iter().any(Option::is_some)
+        self.remote.iter().any(Option::is_some)
+    }
+
+    /// Creates the shared records that do not exist yet, so that taking a lease and
+    /// publishing keys are always compare-and-swaps of an existing value (hosts cannot
+    /// compare-and-swap a missing key).
+    pub(crate) fn create_records(&self) {
+        for remote in self.remote.iter().flatten() {
+            let empty = SharedKeys {
+                generation: 0,
+                attempted_at: 0,
+                next_fetch_at: 0,
+                failures: 0,
+                keys: None,
+            };
+            for (name, value) in [
+                (&remote.lease_record, FREE_LEASE.to_vec()),
+                (&remote.keys_record, empty.encode()),
+            ] {
+                if let Ok((None, _)) = hostcalls::get_shared_data(name) {
+                    let _ = hostcalls::set_shared_data(name, Some(&value), None);
+                }
+            }
+        }
     }
 
     /// Parks a request until its provider's keys change. `Err` gives the request back when
-    /// waiting cannot help (an unknown `kid` within the refetch rate limit): decide again now.
+    /// waiting cannot help (an unknown `kid` within the refetch rate limit, or too many
+    /// waiting already): decide again now, finally.
     pub(crate) fn park(
         &mut self,
         context_id: u32,
@@ -139,23 +212,31 @@ impl KeyStore {
         request: OwnedRequest,
         now: UnixSeconds,
     ) -> Result<(), OwnedRequest> {
-        let Some(Some(fetcher)) = self.fetchers.get_mut(wait.provider) else {
+        if self.waiters.len() >= MAX_WAITERS {
+            return Err(request);
+        }
+        let Some(Some(remote)) = self.remote.get_mut(wait.provider) else {
             return Err(request);
         };
+        let fetcher = &mut remote.fetcher;
         if wait.cause == WaitCause::UnknownKeyId && !fetcher.request_refetch(now) {
             return Err(request);
         }
-        let timeout = i64::try_from(fetcher.settings().timeout_ms.div_ceil(1000)).unwrap_or(60);
         self.waiters.push(Waiter {
             context_id,
             provider: wait.provider,
             version: fetcher.version(),
-            fetches_ended: fetcher.fetches_ended(),
-            // Bounded: the fetch's own timeout plus tick and lease slack.
-            deadline: now.saturating_add(timeout).saturating_add(2),
+            generation: fetcher.generation(),
+            deadline: fetcher.wait_deadline(now),
             request,
         });
         Ok(())
+    }
+
+    pub(crate) fn is_parked(&self, context_id: u32) -> bool {
+        self.waiters
+            .iter()
+            .any(|waiter| waiter.context_id == context_id)
     }
 
     /// The request went away while parked.
@@ -164,18 +245,19 @@ impl KeyStore {
             .retain(|waiter| waiter.context_id != context_id);
     }
 
-    /// Takes the parked requests whose wait is over: keys changed, keys became unavailable,
-    /// or the deadline passed.
+    /// Takes the parked requests whose wait is over: keys changed, an attempt ended, keys
+    /// became unavailable, or the deadline passed.
     fn ready_waiters(&mut self, now: UnixSeconds) -> Vec<Waiter> {
-        let fetchers = &self.fetchers;
+        let remote = &self.remote;
         let (ready, still): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
             .into_iter()
             .partition(|waiter| {
-                let Some(Some(fetcher)) = fetchers.get(waiter.provider) else {
+                let Some(Some(provider)) = remote.get(waiter.provider) else {
                     return true;
                 };
+                let fetcher = &provider.fetcher;
                 fetcher.version() != waiter.version
-                    || fetcher.fetches_ended() != waiter.fetches_ended
+                    || fetcher.generation() != waiter.generation
                     || matches!(fetcher.keys(now), KeysNow::Unavailable)
                     || now > waiter.deadline
             });
@@ -220,13 +302,31 @@ pub(crate) fn apply_decision(shared: &Shared, context_id: u32, decision: &Decisi
     }
 }
 
-/// The root context's periodic work: adopt keys other workers published, start due fetches
-/// (when this worker gets the lease), and wake requests whose wait is over.
+/// The root context's periodic work: adopt what other workers published, start due fetches
+/// (when this worker gets the lease), give up on overdue calls, and wake requests whose wait
+/// is over.
 pub(crate) fn tick(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
-    let provider_count = shared.keys.borrow().fetchers.len();
+    let provider_count = shared.keys.borrow().remote.len();
     for provider in 0..provider_count {
         adopt_published(shared, root_context_id, provider);
-        start_due_fetch(shared, root_context_id, provider, now);
+        let poll = match shared.keys.borrow_mut().remote.get_mut(provider) {
+            Some(Some(remote)) => remote.fetcher.poll(now),
+            _ => continue,
+        };
+        match poll {
+            Poll::Idle => {}
+            Poll::Due => start_fetch(shared, root_context_id, provider, now),
+            // `finish_fetch` forgets the call: a late answer to it finds nothing to match.
+            Poll::GaveUp => {
+                finish_fetch(
+                    shared,
+                    root_context_id,
+                    provider,
+                    now,
+                    Err(FetchError::Timeout),
+                );
+            }
+        }
         record_key_gauges(shared, provider, now);
     }
     wake_ready(shared, now);
@@ -239,25 +339,22 @@ fn wake_ready(shared: &Shared, now: UnixSeconds) {
     }
 }
 
+/// Adopts the provider's keys record if another worker changed it.
 fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderIndex) {
     let mut store = shared.keys.borrow_mut();
-    let Some(key) = store.shared_keys_key.get(provider).cloned() else {
+    let Some(Some(remote)) = store.remote.get_mut(provider) else {
         return;
     };
-    let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&key) else {
+    let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&remote.keys_record) else {
         return;
     };
-    if cas.is_some() && store.adopted_cas.get(provider).copied().flatten() == cas {
+    if cas.is_some() && cas == remote.seen_cas {
         return;
     }
-    if let Some(slot) = store.adopted_cas.get_mut(provider) {
-        *slot = cas;
-    }
-    let Some(Some(fetcher)) = store.fetchers.get_mut(provider) else {
-        return;
-    };
-    match SharedKeys::decode(&bytes).map(|published| fetcher.adopt(&published)) {
-        Some(Ok(())) => shared.stats.count_keys_adopted(),
+    remote.seen_cas = cas;
+    match SharedKeys::decode(&bytes).map(|published| remote.fetcher.adopt(&published)) {
+        Some(Ok(true)) => shared.stats.count_keys_adopted(),
+        Some(Ok(false)) => {}
         Some(Err(error)) => log(
             LogLevel::Warn,
             root_context_id,
@@ -276,9 +373,10 @@ fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderInde
 
 fn record_key_gauges(shared: &Shared, provider: ProviderIndex, now: UnixSeconds) {
     let store = shared.keys.borrow();
-    let Some(Some(fetcher)) = store.fetchers.get(provider) else {
+    let Some(Some(remote)) = store.remote.get(provider) else {
         return;
     };
+    let fetcher = &remote.fetcher;
     let age = fetcher.fetched().map_or(0, |fetched| {
         u64::try_from(now.saturating_sub(fetched.fetched_at)).unwrap_or(0)
     });
@@ -286,43 +384,35 @@ fn record_key_gauges(shared: &Shared, provider: ProviderIndex, now: UnixSeconds)
     shared.stats.record_keys(provider, age, stale);
 }
 
-/// Starts the provider's fetch if it is due and no other worker is fetching it.
-fn start_due_fetch(
-    shared: &Shared,
-    root_context_id: u32,
-    provider: ProviderIndex,
-    now: UnixSeconds,
-) {
-    let mut store = shared.keys.borrow_mut();
-    let worker = store.worker;
-    let Some(lease_key) = store.lease_key.get(provider).cloned() else {
-        return;
+/// Starts the provider's due fetch if this worker gets the lease.
+fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, now: UnixSeconds) {
+    let worker = shared.keys.borrow().worker;
+    let (lease_record, deadline) = match shared.keys.borrow().remote.get(provider) {
+        Some(Some(remote)) => (
+            remote.lease_record.clone(),
+            remote.fetcher.wait_deadline(now),
+        ),
+        _ => return,
     };
-    let Some(Some(fetcher)) = store.fetchers.get_mut(provider) else {
-        return;
-    };
-    if !fetcher.due(now) {
-        return;
-    }
-    let timeout = i64::try_from(fetcher.settings().timeout_ms.div_ceil(1000)).unwrap_or(60);
-    let Ok((current, cas)) = hostcalls::get_shared_data(&lease_key) else {
-        return;
-    };
-    if !Lease::can_take(current.as_deref(), worker, now) {
+    if !take_lease(&lease_record, worker, now, deadline) {
         // Another worker is fetching; its result arrives through shared data. Look again
-        // next second in case it gives up.
-        fetcher.defer(now.saturating_add(1));
+        // in a second in case it gives up.
+        if let Some(Some(remote)) = shared.keys.borrow_mut().remote.get_mut(provider) {
+            remote.fetcher.defer(now.saturating_add(1));
+        }
         return;
     }
-    let lease = Lease {
-        holder: worker,
-        expires_at: now.saturating_add(timeout).saturating_add(2),
+    // What happened while we were not holding the lease may make this fetch unnecessary.
+    adopt_published(shared, root_context_id, provider);
+    let mut store = shared.keys.borrow_mut();
+    let Some(Some(remote)) = store.remote.get_mut(provider) else {
+        return;
     };
-    if hostcalls::set_shared_data(&lease_key, Some(&lease.encode()), cas).is_err() {
-        fetcher.defer(now.saturating_add(1));
+    if remote.fetcher.poll(now) != Poll::Due {
+        release_lease(&lease_record, worker);
         return;
     }
-    let (document, request) = fetcher.start(now);
+    let (_, request) = remote.fetcher.start(now);
     let headers = vec![
         (":method", "GET"),
         (":path", request.uri.path.as_str()),
@@ -339,8 +429,11 @@ fn start_due_fetch(
         Duration::from_millis(request.timeout_ms),
     );
     match dispatched {
-        Ok(token) => store.calls.push((token, provider, document)),
+        Ok(token) => remote.call = Some((token, remote.seen_cas)),
         Err(status) => {
+            remote.call = Some((0, remote.seen_cas));
+            remote.fetcher.on_failure(now, FetchError::Dispatch);
+            drop(store);
             log(
                 LogLevel::Error,
                 root_context_id,
@@ -349,13 +442,43 @@ fn start_due_fetch(
                     request.upstream
                 ),
             );
-            drop(store);
-            fail_call(shared, root_context_id, provider, now, FetchError::Dispatch);
+            finish_fetch(
+                shared,
+                root_context_id,
+                provider,
+                now,
+                Err(FetchError::Dispatch),
+            );
         }
     }
 }
 
-/// The host answered a key fetch (or gave up on it: no `:status`).
+/// Takes the lease by compare-and-swap, for up to `until`.
+fn take_lease(record: &str, worker: u64, now: UnixSeconds, until: UnixSeconds) -> bool {
+    let Ok((current, Some(cas))) = hostcalls::get_shared_data(record) else {
+        return false;
+    };
+    if !Lease::can_take(current.as_deref(), worker, now) {
+        return false;
+    }
+    let lease = Lease {
+        holder: worker,
+        expires_at: until,
+    };
+    hostcalls::set_shared_data(record, Some(&lease.encode()), Some(cas)).is_ok()
+}
+
+/// Frees the lease if this worker still holds it.
+fn release_lease(record: &str, worker: u64) {
+    if let Ok((Some(current), Some(cas))) = hostcalls::get_shared_data(record) {
+        if Lease::decode(&current).is_some_and(|lease| lease.holder == worker) {
+            let _ = hostcalls::set_shared_data(record, Some(FREE_LEASE), Some(cas));
+        }
+    }
+}
+
+/// The host answered a key fetch (Envoy answers its own timeouts and connection failures
+/// with `504`/`503`; no `:status` at all also means the call failed).
 pub(crate) fn on_call_response(
     shared: &Shared,
     root_context_id: u32,
@@ -363,13 +486,16 @@ pub(crate) fn on_call_response(
     body_size: usize,
     now: UnixSeconds,
 ) {
-    let call = {
-        let mut store = shared.keys.borrow_mut();
-        let position = store.calls.iter().position(|(call, _, _)| *call == token);
-        position.map(|position| store.calls.swap_remove(position))
+    let provider = {
+        let store = shared.keys.borrow();
+        store.remote.iter().position(|remote| {
+            remote
+                .as_ref()
+                .is_some_and(|remote| remote.call.is_some_and(|(call, _)| call == token))
+        })
     };
-    let Some((_, provider, _document)) = call else {
-        return;
+    let Some(provider) = provider else {
+        return; // An answer to a call given up on.
     };
     let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
     let header = |name: &str| {
@@ -378,126 +504,110 @@ pub(crate) fn on_call_response(
             .find(|(header, _)| header.eq_ignore_ascii_case(name))
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
     };
-    let Some(status) = header(":status").and_then(|status| status.parse::<u16>().ok()) else {
-        // Envoy answers a timed-out or failed call with no headers at all.
-        fail_call(shared, root_context_id, provider, now, FetchError::Timeout);
-        return;
+    let status = header(":status").and_then(|status| status.parse::<u16>().ok());
+    let readable = match status {
+        Some(200) if body_size > MAX_DOCUMENT_BYTES => None,
+        Some(200) => Some(body_size),
+        _ => Some(body_size.min(STATUS_BODY_PREFIX)),
     };
-    if status == 200 && body_size > MAX_DOCUMENT_BYTES {
-        fail_call(shared, root_context_id, provider, now, FetchError::TooLarge);
-        return;
-    }
-    let body = match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
-        Ok(body) => body.unwrap_or_default(),
-        Err(_) => {
-            fail_call(shared, root_context_id, provider, now, FetchError::Timeout);
-            return;
-        }
-    };
+    let body = readable.map(|size| {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
     let cache_control = header("cache-control");
     let result = {
         let mut store = shared.keys.borrow_mut();
-        match store.fetchers.get_mut(provider) {
-            Some(Some(fetcher)) => {
+        let Some(Some(remote)) = store.remote.get_mut(provider) else {
+            return;
+        };
+        let fetcher = &mut remote.fetcher;
+        match (status, body) {
+            (None, _) => {
+                fetcher.on_failure(now, FetchError::Timeout);
+                Err(FetchError::Timeout)
+            }
+            (Some(_), None) => {
+                fetcher.on_failure(now, FetchError::TooLarge);
+                Err(FetchError::TooLarge)
+            }
+            (Some(status), Some(body)) => {
                 fetcher.on_response(now, status, cache_control.as_deref(), &body)
             }
-            _ => return,
         }
     };
-    finish_fetch(shared, root_context_id, provider, now, result.map(Some));
-}
-
-/// The call failed outside the fetcher's view (dispatch, transport): tell it, then finish.
-fn fail_call(
-    shared: &Shared,
-    root_context_id: u32,
-    provider: ProviderIndex,
-    now: UnixSeconds,
-    error: FetchError,
-) {
-    if let Some(Some(fetcher)) = shared.keys.borrow_mut().fetchers.get_mut(provider) {
-        fetcher.on_failure(now, error);
+    match result {
+        // The JWKS fetch follows on the next tick, under the same lease.
+        Ok(Progress::Discovered) => {}
+        Ok(Progress::KeysUpdated { skipped }) => {
+            let name = provider_name(shared, provider);
+            for key in skipped {
+                log(
+                    LogLevel::Warn,
+                    root_context_id,
+                    &format!(
+                        "provider {name:?}: JWKS key {} (kid {:?}) is not used: {}",
+                        key.index, key.id, key.reason
+                    ),
+                );
+            }
+            finish_fetch(shared, root_context_id, provider, now, Ok(()));
+        }
+        Err(error) => finish_fetch(shared, root_context_id, provider, now, Err(error)),
     }
-    finish_fetch(shared, root_context_id, provider, now, Err(error));
 }
 
-/// Records the outcome, publishes the provider's keys for the other workers, frees the lease,
-/// and wakes the requests that were waiting.
+fn provider_name(shared: &Shared, provider: ProviderIndex) -> &str {
+    shared
+        .config
+        .providers
+        .get(provider)
+        .map_or("?", |provider| provider.name.as_str())
+}
+
+/// An attempt ended (the fetcher already knows how): count it, publish the proxy-wide record
+/// against the one read when the fetch started, free the lease, and wake the waiting requests.
 fn finish_fetch(
     shared: &Shared,
     root_context_id: u32,
     provider: ProviderIndex,
     now: UnixSeconds,
-    result: Result<Option<Progress>, FetchError>,
+    result: Result<(), FetchError>,
 ) {
+    match result {
+        Ok(()) => shared.stats.count_fetch_success(),
+        Err(error) => {
+            shared.stats.count_fetch_failure(error);
+            log(
+                LogLevel::Warn,
+                root_context_id,
+                &format!(
+                    "provider {:?}: key fetch failed: {}",
+                    provider_name(shared, provider),
+                    error.as_str()
+                ),
+            );
+        }
+    }
     {
         let mut store = shared.keys.borrow_mut();
-        let name = store
-            .shared_keys_key
-            .get(provider)
-            .cloned()
-            .unwrap_or_default();
-        let lease_key = store.lease_key.get(provider).cloned().unwrap_or_default();
-        let Some(Some(fetcher)) = store.fetchers.get_mut(provider) else {
+        let worker = store.worker;
+        let Some(Some(remote)) = store.remote.get_mut(provider) else {
             return;
         };
-        match &result {
-            Ok(Some(Progress::KeysUpdated { skipped })) => {
-                shared.stats.count_fetch_success();
-                for key in skipped {
-                    log(
-                        LogLevel::Warn,
-                        root_context_id,
-                        &format!(
-                            "{name}: JWKS key {} (kid {:?}) is not used: {}",
-                            key.index, key.id, key.reason
-                        ),
-                    );
-                }
-            }
-            Ok(_) => {}
-            Err(error) => {
-                shared.stats.count_fetch_failure(*error);
-                log(
-                    LogLevel::Warn,
-                    root_context_id,
-                    &format!("{name}: key fetch failed: {}", error.as_str()),
-                );
+        let started_from = remote.call.take().and_then(|(_, cas)| cas);
+        let record = remote.fetcher.to_share().encode();
+        if hostcalls::set_shared_data(&remote.keys_record, Some(&record), started_from).is_ok() {
+            // Our own publication is not news to us.
+            if let Ok((_, cas)) = hostcalls::get_shared_data(&remote.keys_record) {
+                remote.seen_cas = cas;
             }
         }
-        let discovered = matches!(result, Ok(Some(Progress::Discovered)));
-        if !discovered {
-            if let Some(published) = fetcher.to_share() {
-                if hostcalls::set_shared_data(&name, Some(&published.encode()), None).is_ok() {
-                    // Our own publication is not news to us.
-                    if let Ok((_, cas)) = hostcalls::get_shared_data(&name) {
-                        if let Some(slot) = store.adopted_cas.get_mut(provider) {
-                            *slot = cas;
-                        }
-                    }
-                }
-            }
-            let _ = hostcalls::set_shared_data(&lease_key, Some(FREE_LEASE), None);
-        }
+        release_lease(&remote.lease_record, worker);
     }
     wake_ready(shared, now);
 }
-
-/// Creates each provider's lease record if there is none, so that taking a lease is always a
-/// compare-and-swap of an existing value (hosts cannot compare-and-swap a missing key).
-pub(crate) fn create_lease_records(store: &KeyStore) {
-    for (provider, key) in store.lease_key.iter().enumerate() {
-        if !matches!(store.fetchers.get(provider), Some(Some(_))) {
-            continue;
-        }
-        if let Ok((None, _)) = hostcalls::get_shared_data(key) {
-            let _ = hostcalls::set_shared_data(key, Some(FREE_LEASE), None);
-        }
-    }
-}
-
-/// A lease nobody holds: holder 0 (worker ids start at 1), expired at the epoch.
-const FREE_LEASE: &[u8] = b"0 0";
 
 /// Before answering `503` for want of keys, looks at what other workers published since the
 /// last tick: keys fetched elsewhere a moment ago must not leave this worker refusing requests
@@ -506,13 +616,13 @@ pub(crate) fn adopt_if_unavailable(shared: &Shared, root_context_id: u32, now: U
     let unavailable: Vec<ProviderIndex> = {
         let store = shared.keys.borrow();
         store
-            .fetchers
+            .remote
             .iter()
             .enumerate()
-            .filter(|(_, fetcher)| {
-                fetcher
+            .filter(|(_, remote)| {
+                remote
                     .as_ref()
-                    .is_some_and(|fetcher| matches!(fetcher.keys(now), KeysNow::Unavailable))
+                    .is_some_and(|remote| matches!(remote.fetcher.keys(now), KeysNow::Unavailable))
             })
             .map(|(provider, _)| provider)
             .collect()
@@ -522,10 +632,11 @@ pub(crate) fn adopt_if_unavailable(shared: &Shared, root_context_id: u32, now: U
     }
 }
 
-/// A per-VM identity for leases, drawn from a shared counter.
+/// A per-VM identity for leases, drawn from a shared counter (created on first use; the
+/// counter only needs distinct values, which compare-and-swap gives once it exists).
 pub(crate) fn allocate_worker_id() -> u64 {
     const KEY: &str = "wasm_jwt_authn.workers";
-    for _ in 0..16 {
+    for _ in 0..64 {
         let Ok((current, cas)) = hostcalls::get_shared_data(KEY) else {
             break;
         };
@@ -538,6 +649,11 @@ pub(crate) fn allocate_worker_id() -> u64 {
             return next;
         }
     }
-    // No shared data (or endless contention): leases then cannot coordinate anyway.
-    u64::MAX
+    // No shared data (or endless contention): a clock-derived id, distinct with high odds.
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
+        .map_or(u64::MAX, |elapsed| {
+            u64::from(elapsed.subsec_nanos()) | (1 << 40)
+        })
 }

@@ -156,7 +156,7 @@ impl RootContext for AuthnRoot {
             return false;
         };
         let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
-        keys::create_lease_records(&keys);
+        keys.create_records();
         if keys.has_remote_keys() {
             if let Err(status) = hostcalls::set_tick_period(TICK) {
                 log(
