@@ -422,8 +422,16 @@ fn validate_provider(
     field: &str,
     raw: RawProvider,
 ) -> Result<(Provider, Vec<SkippedKey>), ConfigError> {
-    if raw.name.is_empty() {
-        return Err(error(format!("{field}.name"), "must not be empty"));
+    // The name appears in stat names and shared-data keys, where `.` separates segments.
+    let name_is_plain = raw
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if raw.name.is_empty() || !name_is_plain {
+        return Err(error(
+            format!("{field}.name"),
+            "must be non-empty letters, digits, `_` and `-`",
+        ));
     }
     if raw.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
@@ -1024,6 +1032,8 @@ mod tests {
                 "providers[0].audiences",
             ),
             ("/providers/0/issuer", json!(""), "providers[0].issuer"),
+            ("/providers/0/name", json!("corp.eu"), "providers[0].name"),
+            ("/providers/0/name", json!(""), "providers[0].name"),
             (
                 "/providers/0/clock_skew_seconds",
                 json!(100_000),

@@ -36,7 +36,8 @@ impl Stats {
             key_gauges.push(match provider.keys {
                 KeySource::Inline(_) => None,
                 KeySource::Remote(_) => {
-                    let name = metric_segment(&provider.name);
+                    // Config validation keeps names to letters, digits, `_` and `-`.
+                    let name = &provider.name;
                     Some(KeyGauges {
                         age_seconds: gauge(&format!("wasm_jwt_authn.jwks.{name}.age_seconds"))?,
                         stale: gauge(&format!("wasm_jwt_authn.jwks.{name}.stale"))?,
@@ -119,18 +120,4 @@ impl Stats {
 struct KeyGauges {
     age_seconds: u32,
     stale: u32,
-}
-
-/// A provider name as one segment of a metric name: characters other than letters, digits,
-/// `_` and `-` become `_` (a `.` would start a new segment).
-fn metric_segment(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
