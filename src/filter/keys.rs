@@ -334,9 +334,24 @@ pub(crate) fn tick(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
 
 fn wake_ready(shared: &Shared, now: UnixSeconds) {
     let ready = shared.keys.borrow_mut().ready_waiters(now);
-    for waiter in &ready {
+    wake_all(shared, &ready, now);
+}
+
+fn wake_all(shared: &Shared, waiters: &[Waiter], now: UnixSeconds) {
+    for waiter in waiters {
         wake(shared, waiter, now);
     }
+    if !waiters.is_empty() {
+        // Hand the host back the root context that called us.
+        let _ = hostcalls::set_effective_context(shared.root_context_id);
+    }
+}
+
+/// A new configuration replaces this one: every parked request is decided now (with what
+/// keys there are, else `503`), so none is left waiting on a key store nobody ticks.
+pub(crate) fn release_all(shared: &Shared, now: UnixSeconds) {
+    let parked = std::mem::take(&mut shared.keys.borrow_mut().waiters);
+    wake_all(shared, &parked, now);
 }
 
 /// Adopts the provider's keys record if another worker changed it.

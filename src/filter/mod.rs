@@ -79,6 +79,8 @@ struct Shared {
     config: Config,
     stats: Stats,
     keys: RefCell<KeyStore>,
+    /// The root context that owns this state: key fetches and wake-ups run in it.
+    root_context_id: u32,
 }
 
 struct AuthnRoot {
@@ -176,7 +178,11 @@ impl RootContext for AuthnRoot {
                 loaded.config.rules.len()
             ),
         );
+        if let Some(previous) = self.state.take() {
+            keys::release_all(&previous, now);
+        }
         self.state = Some(Rc::new(Shared {
+            root_context_id: self.context_id,
             config: loaded.config,
             stats,
             keys: RefCell::new(keys),
