@@ -545,36 +545,51 @@ fn concurrent_cold_start_requests_share_one_fetch() {
     eprintln!("cold start: {REQUESTS} concurrent requests answered in {fastest:?}..{slowest:?}");
 }
 
-/// The IdP goes away after the keys were fetched: first it drops every connection unanswered,
-/// then it is killed. Fetches fail (an unknown `kid` forces one past the 1 s rate limit, and
-/// failures are retried with backoff), the failures are counted, and the cached keys keep
-/// accepting valid tokens.
-#[test]
-fn idp_down_after_warm_up_cached_keys_keep_working() {
-    let idp = Idp::start(IdpOptions::default());
+/// A proxy whose keys came from `idp` (one JWKS fetch, checked), with a 1 s refetch limit and a
+/// 1 s fetch timeout, and a token it accepts.
+fn warmed_up(idp: &Idp, name: &str) -> (Proxy, String) {
     let proxy = Proxy::start(
-        "keys-idp-down",
-        &jwks_configuration(&idp, &json!({"min_refetch_seconds": 1, "timeout_ms": 1000})),
-        idp_cluster(&idp),
+        name,
+        &jwks_configuration(idp, &json!({"min_refetch_seconds": 1, "timeout_ms": 1000})),
+        idp_cluster(idp),
         1,
     );
     let token = idp.token();
     assert_allowed(&proxy.get(&token).0);
-    assert_eq!(idp_fetches(&idp), (1, 0));
+    assert_eq!(idp_fetches(idp), (1, 0));
+    (proxy, token)
+}
 
-    idp.set_mode("all", "down", 0);
+/// Past the refetch limit, a token with an unknown `kid` forces a refetch that fails: it is
+/// refused `unknown_key_id` as soon as the failure is known, and the cached keys keep
+/// accepting `token`. Returns how long the refused request took.
+fn unknown_kid_after_failed_refetch(proxy: &Proxy, token: &str, kid: &str) -> Duration {
     sleep_past_refetch_limit(1);
-    let (response, unknown_kid_wait) = proxy.get(&with_kid(&token, "rotated-away"));
+    let (response, unknown_kid_wait) = proxy.get(&with_kid(token, kid));
     assert_denied(&response, "unknown_key_id");
     assert!(
         unknown_kid_wait < REFETCH_ANSWER_BOUND,
         "{unknown_kid_wait:?}"
     );
     for _ in 0..5 {
-        assert_allowed(&proxy.get(&token).0);
+        assert_allowed(&proxy.get(token).0);
     }
-    // Every JWKS request the IdP dropped (the refetch, then retries with backoff) is one
-    // failure, and one connection Envoy saw closed under a request.
+    unknown_kid_wait
+}
+
+/// The IdP goes away after the keys were fetched: first it drops every connection unanswered,
+/// then it is killed. Fetches fail (an unknown `kid` forces one past the 1 s rate limit; while
+/// the cached keys are fresh a failed refetch is not retried), the failures are counted, and
+/// the cached keys keep accepting valid tokens.
+#[test]
+fn idp_down_after_warm_up_cached_keys_keep_working() {
+    let idp = Idp::start(IdpOptions::default());
+    let (proxy, token) = warmed_up(&idp, "keys-idp-down");
+
+    idp.set_mode("all", "down", 0);
+    let unknown_kid_wait = unknown_kid_after_failed_refetch(&proxy, &token, "rotated-away");
+    // Every JWKS request the IdP dropped is one failure, and one connection Envoy saw closed
+    // under a request.
     let (failures, jwks, resets) = settled(|| {
         (
             proxy.fetch_failures(),
@@ -789,28 +804,11 @@ fn idp_slower_than_timeout_answers_within_timeout() {
 #[test]
 fn garbage_jwks_keeps_previous_keys() {
     let idp = Idp::start(IdpOptions::default());
-    let proxy = Proxy::start(
-        "keys-garbage",
-        &jwks_configuration(&idp, &json!({"min_refetch_seconds": 1, "timeout_ms": 1000})),
-        idp_cluster(&idp),
-        1,
-    );
-    let token = idp.token();
-    assert_allowed(&proxy.get(&token).0);
-    assert_eq!(idp_fetches(&idp), (1, 0));
+    let (proxy, token) = warmed_up(&idp, "keys-garbage");
 
     idp.set_mode("jwks", "garbage", 0);
-    sleep_past_refetch_limit(1);
-    let (response, unknown_kid_wait) = proxy.get(&with_kid(&token, "not-published"));
-    assert_denied(&response, "unknown_key_id");
-    assert!(
-        unknown_kid_wait < REFETCH_ANSWER_BOUND,
-        "{unknown_kid_wait:?}"
-    );
-    for _ in 0..5 {
-        assert_allowed(&proxy.get(&token).0);
-    }
-    // The refetch, then retries with backoff: every one malformed.
+    let unknown_kid_wait = unknown_kid_after_failed_refetch(&proxy, &token, "not-published");
+    // Every refetch is malformed.
     let (failures, jwks) = settled(|| (proxy.fetch_failures(), idp_fetches(&idp).0));
     let malformed = failures.get("malformed").copied().unwrap_or(0);
     assert!(malformed >= 1, "{failures:?}");
