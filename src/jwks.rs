@@ -59,13 +59,20 @@ pub enum JwksError {
     NotAnObject,
     /// No `keys` member, or it is not an array.
     MissingKeys,
+    /// More than [`MAX_KEYS`] keys: no identity provider publishes that many, and each one
+    /// costs parsing (and, without a `kid`, a signature check).
+    TooManyKeys,
 }
+
+/// The most keys a JWKS may hold.
+pub const MAX_KEYS: usize = 100;
 
 impl std::fmt::Display for JwksError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str(match self {
             JwksError::NotAnObject => "a JWKS must be a JSON object",
             JwksError::MissingKeys => "a JWKS must have a `keys` array",
+            JwksError::TooManyKeys => "a JWKS may hold at most 100 keys",
         })
     }
 }
@@ -161,6 +168,9 @@ impl KeySet {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or(JwksError::MissingKeys)?;
+        if entries.len() > MAX_KEYS {
+            return Err(JwksError::TooManyKeys);
+        }
         let mut keys = Vec::with_capacity(entries.len());
         let mut skipped = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
@@ -511,6 +521,13 @@ mod tests {
             JwksError::MissingKeys
         );
         assert_eq!(KeySet::from_json(b"{").unwrap_err(), JwksError::NotAnObject);
+        let crowded = json!({"keys": vec![TestKey::P256.jwk(); MAX_KEYS + 1]});
+        assert_eq!(
+            KeySet::from_value(&crowded).unwrap_err(),
+            JwksError::TooManyKeys
+        );
+        let full = json!({"keys": vec![TestKey::P256.jwk(); MAX_KEYS]});
+        assert_eq!(KeySet::from_value(&full).unwrap().0.len(), MAX_KEYS);
     }
 
     #[test]

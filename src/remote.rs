@@ -20,7 +20,7 @@
 
 use serde_json::Value;
 
-use crate::jwks::{KeySet, SkippedKey};
+use crate::jwks::{JwksError, KeySet, SkippedKey};
 use crate::verify::UnixSeconds;
 
 /// Shortest refresh interval a `Cache-Control: max-age` may ask for.
@@ -134,7 +134,7 @@ pub enum FetchError {
     /// The provider answered with a status other than 200 (redirects included: they are never
     /// followed).
     Status,
-    /// Larger than [`MAX_DOCUMENT_BYTES`].
+    /// Larger than [`MAX_DOCUMENT_BYTES`], or more than [`crate::jwks::MAX_KEYS`] keys.
     TooLarge,
     /// Not a JSON object, or not a JWKS.
     Malformed,
@@ -551,7 +551,10 @@ impl KeyFetcher {
         fetched_at: UnixSeconds,
         refresh_at: UnixSeconds,
     ) -> Result<Vec<SkippedKey>, FetchError> {
-        let (keys, skipped) = KeySet::from_json(document).map_err(|_| FetchError::Malformed)?;
+        let (keys, skipped) = KeySet::from_json(document).map_err(|error| match error {
+            JwksError::TooManyKeys => FetchError::TooLarge,
+            JwksError::NotAnObject | JwksError::MissingKeys => FetchError::Malformed,
+        })?;
         let usable = keys.keys().iter().any(|key| {
             self.algorithms
                 .iter()

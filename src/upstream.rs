@@ -96,8 +96,9 @@ pub fn claim_at<'claims>(
 
 /// Renders a claim as a header value: strings as they are, numbers and booleans as JSON text,
 /// arrays as their elements rendered the same way joined by `,`, objects as compact JSON.
-/// `None` for `null` and for anything containing a control character other than tab (CR, LF
-/// and NUL above all): such a value could split or truncate the header, so it is not forwarded.
+/// `None` for `null`, for anything containing a control character other than tab (CR, LF
+/// and NUL above all: such a value could split or truncate the header), and for anything longer
+/// than [`MAX_CLAIM_HEADER_BYTES`]: such values are not forwarded.
 pub fn header_value(value: &Value) -> Option<String> {
     let rendered = match value {
         Value::Null => return None,
@@ -109,9 +110,14 @@ pub fn header_value(value: &Value) -> Option<String> {
             .join(","),
         other => scalar_text(other),
     };
-    let safe = rendered.chars().all(|c| c == '\t' || !c.is_control());
+    let safe = rendered.len() <= MAX_CLAIM_HEADER_BYTES
+        && rendered.chars().all(|c| c == '\t' || !c.is_control());
     safe.then_some(rendered)
 }
+
+/// The longest claim header forwarded: proxies and servers commonly refuse request headers
+/// past 8 KiB, and a claim that large is not an identity attribute.
+pub const MAX_CLAIM_HEADER_BYTES: usize = 8 * 1024;
 
 fn scalar_text(value: &Value) -> String {
     match value {
@@ -158,6 +164,9 @@ mod tests {
             assert_eq!(header_value(&json!([bad])), None, "{bad:?}");
         }
         assert_eq!(header_value(&json!("a\tb")), Some("a\tb".to_owned()));
+        let longest = "x".repeat(MAX_CLAIM_HEADER_BYTES);
+        assert_eq!(header_value(&json!(longest)), Some(longest.clone()));
+        assert_eq!(header_value(&json!(format!("{longest}x"))), None);
     }
 
     #[test]
