@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-multivalue --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext
 
-.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean
+.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential
 
 help: ## list the targets and what each is for
 	@echo "usage: make TARGET"
@@ -58,9 +58,17 @@ validate-envoy: build ## check every envoy/*.yaml with `envoy --mode validate` (
 	@scripts/setup.sh envoy idp
 	ENVOY_BIN=$(ENVOY_BIN) scripts/validate_envoy.sh
 
-run: build ## demo on 127.0.0.1:10000: Envoy + filter + echo upstream, with a token to try; RUN_SMOKE=1 checks and exits
+run: build ## the main job: a real OpenID Provider, Envoy + filter on 127.0.0.1:10000 before an echo upstream, a curl walkthrough; RUN_SMOKE=1 checks and exits
 	@scripts/setup.sh envoy apt idp
 	ENVOY_BIN=$(ENVOY_BIN) scripts/run.sh
+
+differential: build ## the same ~9000 valid and mutated tokens through native jwt_authn and the filter; report in target/differential/
+# tests/differential.rs is #[ignore]d so `make test` stays fast; it fails on an unexplained
+# "we allow, native denies" or a valid token not allowed by both. Dev profile: its dependencies
+# are optimised (Cargo.toml), and the filter under test is the release .wasm anyway.
+	@scripts/setup.sh envoy
+	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
+		cargo test --test differential -- --ignored --nocapture
 
 bench: ## benchmarks against Envoy's native jwt_authn (not yet: they come in a later issue)
 	@echo "bench: no benchmarks yet; they come in a later issue"

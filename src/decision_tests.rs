@@ -253,6 +253,10 @@ fn lifetime_checks_apply_clock_skew() {
             Some("invalid_claim"),
         ),
         (json!({"exp": (NOW as f64) + 0.5}), None),
+        (json!({"jti": 42}), Some("invalid_claim")),
+        (json!({"jti": {"id": 1}}), Some("invalid_claim")),
+        (json!({"sub": ["a"]}), Some("invalid_claim")),
+        (json!({"jti": "abc"}), None),
     ];
     for (changes, expected) in cases {
         let decision = decide_token(&token(

@@ -108,9 +108,10 @@ fn check_claims(
         // The provider was chosen by this very claim, so this is a defence in depth.
         _ => return Err(Rejection::InvalidClaim("iss")),
     }
-    if let Some(subject) = claims.get("sub") {
-        if !subject.is_string() {
-            return Err(Rejection::InvalidClaim("sub"));
+    // RFC 7519 §4.1.2 and §4.1.7: `sub` and `jti` are strings (case-sensitive).
+    for claim in ["sub", "jti"] {
+        if claims.get(claim).is_some_and(|value| !value.is_string()) {
+            return Err(Rejection::InvalidClaim(claim));
         }
     }
 

@@ -135,6 +135,23 @@ pub struct Options {
     /// Clusters besides `backend` (the echo upstream), as Envoy `Cluster` JSON: e.g. the
     /// identity provider's, which the filter's `upstream` names.
     pub clusters: Vec<Value>,
+    /// The authentication filter in front of the router: this filter (default) or Envoy's own.
+    pub auth_filter: AuthFilter,
+}
+
+/// Which HTTP filter authenticates requests, and so what the configuration passed to
+/// [`Envoy::start`] is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthFilter {
+    /// The built module ([`wasm_module`]) in `envoy.filters.http.wasm`; the configuration is the
+    /// filter's JSON.
+    #[default]
+    Wasm,
+    /// Envoy's native `envoy.filters.http.jwt_authn`, for differential tests; the configuration
+    /// is an `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication` message as JSON
+    /// (without `@type`). No module is needed.
+    #[allow(dead_code)] // used by tests/differential.rs, not by every test crate
+    NativeJwtAuthn,
 }
 
 impl Default for Options {
@@ -144,6 +161,7 @@ impl Default for Options {
             listener_port: 0,
             concurrency: 1,
             clusters: Vec::new(),
+            auth_filter: AuthFilter::Wasm,
         }
     }
 }
@@ -157,8 +175,9 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts Envoy with `plugin_configuration` (the filter's JSON) in front of the upstream on
-    /// `upstream_port`, and waits until it is ready to serve.
+    /// Starts Envoy with `plugin_configuration` (the filter's JSON, or `jwt_authn`'s with
+    /// [`AuthFilter::NativeJwtAuthn`]) in front of the upstream on `upstream_port`, and waits
+    /// until it is ready to serve.
     pub fn start(
         name: &str,
         plugin_configuration: &str,
@@ -178,18 +197,12 @@ impl Envoy {
         options: &Options,
     ) -> Envoy {
         let binary = envoy_binary();
-        let module = wasm_module();
+        let auth_filter = auth_filter(plugin_configuration, options.auth_filter);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("e2e-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the Envoy directory");
-        let bootstrap = bootstrap(
-            plugin_configuration,
-            upstream_port,
-            options,
-            &module,
-            &dir.join("access.log"),
-        );
+        let bootstrap = bootstrap(auth_filter, upstream_port, options, &dir.join("access.log"));
         let bootstrap_path = dir.join("bootstrap.json");
         fs::write(
             &bootstrap_path,
@@ -388,14 +401,45 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The authentication filter's entry in `http_filters`, configured with `configuration`.
+fn auth_filter(configuration: &str, filter: AuthFilter) -> Value {
+    match filter {
+        AuthFilter::Wasm => json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": "wasm_jwt_authn",
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": configuration
+                    },
+                    "vm_config": {
+                        "vm_id": "wasm_jwt_authn",
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": {"local": {"filename": wasm_module()}}
+                    }
+                }
+            }
+        }),
+        AuthFilter::NativeJwtAuthn => {
+            let mut typed_config: Value = serde_json::from_str(configuration)
+                .unwrap_or_else(|err| panic!("jwt_authn configuration is not JSON: {err}"));
+            typed_config["@type"] = json!(
+                "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+            );
+            json!({"name": "envoy.filters.http.jwt_authn", "typed_config": typed_config})
+        }
+    }
+}
+
 /// The bootstrap: static listener → HTTP connection manager (paths normalised, access log with
-/// the filter's verdict) → the filter → router → static cluster to the echo upstream, plus
-/// [`Options::clusters`].
+/// the filter's verdict) → the authentication filter → router → static cluster to the echo
+/// upstream, plus [`Options::clusters`].
 fn bootstrap(
-    plugin_configuration: &str,
+    auth_filter: Value,
     upstream_port: u16,
     options: &Options,
-    module: &Path,
     access_log: &Path,
 ) -> Value {
     let loopback =
@@ -453,24 +497,7 @@ fn bootstrap(
                             "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]
                         }]},
                         "http_filters": [
-                            {
-                                "name": "envoy.filters.http.wasm",
-                                "typed_config": {
-                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                    "config": {
-                                        "name": "wasm_jwt_authn",
-                                        "configuration": {
-                                            "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                            "value": plugin_configuration
-                                        },
-                                        "vm_config": {
-                                            "vm_id": "wasm_jwt_authn",
-                                            "runtime": "envoy.wasm.runtime.v8",
-                                            "code": {"local": {"filename": module}}
-                                        }
-                                    }
-                                }
-                            },
+                            auth_filter,
                             {
                                 "name": "envoy.filters.http.router",
                                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
