@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::config::{Config, KeySource, PathMatch, ProviderIndex, Rule, RuleAction};
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, MalformedToken, Request};
-use crate::upstream::UpstreamEdits;
+use crate::upstream::{self, UpstreamEdits};
 use crate::verify::{self, Rejection, UnixSeconds};
 
 /// What to do with a request.
@@ -65,7 +65,7 @@ impl RemoteKeyLookup for NoRemoteKeys {
 pub struct Allowed {
     /// The provider that vouched for the caller; `None` on an anonymous route.
     pub provider: Option<String>,
-    /// The verified `sub` claim.
+    /// The verified `sub` claim, when it is safe to log (see [`upstream::is_safe_text`]).
     pub subject: Option<String>,
     pub edits: UpstreamEdits,
 }
@@ -455,7 +455,10 @@ fn decide(
     }
     Ok(Allowed {
         provider: Some(provider.name.clone()),
-        subject: verified.subject,
+        // The subject goes into filter state and from there into access logs.
+        subject: verified
+            .subject
+            .filter(|subject| upstream::is_safe_text(subject)),
         edits,
     })
 }

@@ -159,6 +159,14 @@ fn allowed_request_gets_identity_headers_and_loses_spoofed_ones() {
 }
 
 #[test]
+fn a_subject_with_a_line_break_is_neither_forwarded_nor_logged() {
+    let claims = with(claims(), json!({"sub": "alice\r\nx-admin: true"}));
+    let allowed = allowed(decide_token(&token("ES256", TestKey::P256, &claims)));
+    assert_eq!(allowed.subject, None);
+    assert!(allowed.edits.set_headers.is_empty(), "{:?}", allowed.edits);
+}
+
+#[test]
 fn anonymous_route_needs_no_token_but_still_drops_spoofed_identity_headers() {
     let config = load(&base_config());
     let headers = vec![("x-jwt-sub".to_owned(), "admin".to_owned())];

@@ -110,9 +110,14 @@ pub fn header_value(value: &Value) -> Option<String> {
             .join(","),
         other => scalar_text(other),
     };
-    let safe = rendered.len() <= MAX_CLAIM_HEADER_BYTES
-        && rendered.chars().all(|c| c == '\t' || !c.is_control());
-    safe.then_some(rendered)
+    is_safe_text(&rendered).then_some(rendered)
+}
+
+/// Whether claim text may leave the filter as a header value or a log field: at most
+/// [`MAX_CLAIM_HEADER_BYTES`], and no control character but tab (CR and LF would start a new
+/// header or a new access-log line).
+pub fn is_safe_text(text: &str) -> bool {
+    text.len() <= MAX_CLAIM_HEADER_BYTES && text.chars().all(|c| c == '\t' || !c.is_control())
 }
 
 /// The longest claim header forwarded: proxies and servers commonly refuse request headers
