@@ -44,6 +44,7 @@ pub mod remote;
 pub mod token;
 pub mod upstream;
 pub mod verify;
+pub mod waiting;
 
 /// Fixture keys and token signing, shared with the integration tests.
 #[cfg(test)]

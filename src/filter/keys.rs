@@ -25,12 +25,11 @@ use crate::remote::{
 };
 use crate::token::Request;
 use crate::verify::UnixSeconds;
+use crate::waiting::{self, WaitList, Waiter};
 
 use super::apply::{self, Applied};
 use super::{log, Shared};
 
-/// At most this many requests wait for keys per worker; more are answered `503` at once.
-const MAX_WAITERS: usize = 10_000;
 /// A non-200 body is read only this far: enough to tell the proxy's own replies apart.
 const STATUS_BODY_PREFIX: usize = 64;
 /// A lease nobody holds: holder 0 (worker ids start at 1), expired at the epoch.
@@ -72,17 +71,6 @@ impl OwnedRequest {
     }
 }
 
-struct Waiter {
-    context_id: u32,
-    provider: ProviderIndex,
-    /// The provider's key version and attempt generation when the request parked: a change of
-    /// either wakes it (new keys, or an attempt that ended without them).
-    version: u64,
-    generation: u64,
-    deadline: UnixSeconds,
-    request: OwnedRequest,
-}
-
 /// One remote provider's fetcher and its shared-data records.
 struct RemoteProvider {
     fetcher: KeyFetcher,
@@ -99,7 +87,7 @@ pub(crate) struct KeyStore {
     remote: Vec<Option<RemoteProvider>>,
     /// This worker's identity in leases.
     worker: u64,
-    waiters: Vec<Waiter>,
+    waiting: WaitList<OwnedRequest>,
 }
 
 impl RemoteKeyLookup for KeyStore {
@@ -171,7 +159,7 @@ impl KeyStore {
         KeyStore {
             remote,
             worker,
-            waiters: Vec::new(),
+            waiting: WaitList::new(waiting::DEFAULT_CAPACITY),
         }
     }
 
@@ -212,9 +200,6 @@ impl KeyStore {
         request: OwnedRequest,
         now: UnixSeconds,
     ) -> Result<(), OwnedRequest> {
-        if self.waiters.len() >= MAX_WAITERS {
-            return Err(request);
-        }
         let Some(Some(remote)) = self.remote.get_mut(wait.provider) else {
             return Err(request);
         };
@@ -222,52 +207,44 @@ impl KeyStore {
         if wait.cause == WaitCause::UnknownKeyId && !fetcher.request_refetch(now) {
             return Err(request);
         }
-        self.waiters.push(Waiter {
+        let waiter = Waiter {
             context_id,
             provider: wait.provider,
             version: fetcher.version(),
             generation: fetcher.generation(),
             deadline: fetcher.wait_deadline(now),
             request,
-        });
-        Ok(())
+        };
+        self.waiting.park(waiter).map_err(|waiter| waiter.request)
     }
 
     pub(crate) fn is_parked(&self, context_id: u32) -> bool {
-        self.waiters
-            .iter()
-            .any(|waiter| waiter.context_id == context_id)
+        self.waiting.is_parked(context_id)
     }
 
     /// The request went away while parked.
     pub(crate) fn forget(&mut self, context_id: u32) {
-        self.waiters
-            .retain(|waiter| waiter.context_id != context_id);
+        self.waiting.forget(context_id);
     }
 
     /// Takes the parked requests whose wait is over: keys changed, an attempt ended, keys
     /// became unavailable, or the deadline passed.
-    fn ready_waiters(&mut self, now: UnixSeconds) -> Vec<Waiter> {
+    fn ready_waiters(&mut self, now: UnixSeconds) -> Vec<Waiter<OwnedRequest>> {
         let remote = &self.remote;
-        let (ready, still): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|waiter| {
-                let Some(Some(provider)) = remote.get(waiter.provider) else {
-                    return true;
-                };
-                let fetcher = &provider.fetcher;
-                fetcher.version() != waiter.version
-                    || fetcher.generation() != waiter.generation
-                    || matches!(fetcher.keys(now), KeysNow::Unavailable)
-                    || now > waiter.deadline
-            });
-        self.waiters = still;
-        ready
+        self.waiting.take_ready(now, |waiter| {
+            let Some(Some(provider)) = remote.get(waiter.provider) else {
+                return true;
+            };
+            let fetcher = &provider.fetcher;
+            fetcher.version() != waiter.version
+                || fetcher.generation() != waiter.generation
+                || matches!(fetcher.keys(now), KeysNow::Unavailable)
+        })
     }
 }
 
 /// Decides a woken request again, in its own context, and lets it go on or answers it.
-fn wake(shared: &Shared, waiter: &Waiter, now: UnixSeconds) {
+fn wake(shared: &Shared, waiter: &Waiter<OwnedRequest>, now: UnixSeconds) {
     if hostcalls::set_effective_context(waiter.context_id).is_err() {
         return; // The stream is gone.
     }
@@ -337,7 +314,7 @@ fn wake_ready(shared: &Shared, now: UnixSeconds) {
     wake_all(shared, &ready, now);
 }
 
-fn wake_all(shared: &Shared, waiters: &[Waiter], now: UnixSeconds) {
+fn wake_all(shared: &Shared, waiters: &[Waiter<OwnedRequest>], now: UnixSeconds) {
     for waiter in waiters {
         wake(shared, waiter, now);
     }
@@ -350,7 +327,7 @@ fn wake_all(shared: &Shared, waiters: &[Waiter], now: UnixSeconds) {
 /// A new configuration replaces this one: every parked request is decided now (with what
 /// keys there are, else `503`), so none is left waiting on a key store nobody ticks.
 pub(crate) fn release_all(shared: &Shared, now: UnixSeconds) {
-    let parked = std::mem::take(&mut shared.keys.borrow_mut().waiters);
+    let parked = shared.keys.borrow_mut().waiting.take_all();
     wake_all(shared, &parked, now);
 }
 
