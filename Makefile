@@ -16,7 +16,7 @@ ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-multivalue --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext
 
-.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential
+.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential fuzz
 
 help: ## list the targets and what each is for
 	@echo "usage: make TARGET"
@@ -69,6 +69,11 @@ differential: build ## the same ~9000 valid and mutated tokens through native jw
 	@scripts/setup.sh envoy
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
 		cargo test --test differential -- --ignored --nocapture
+
+fuzz: ## fuzz the token, JWKS, config, discovery and shared-record parsers, each FUZZ_SECONDS (default 60)
+# Nightly + cargo-fuzz (libFuzzer), both installed by the script when missing; not part of
+# `make test`. Seeds: fuzz/corpus/ (committed); crashes land in fuzz/artifacts/.
+	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) scripts/fuzz.sh
 
 bench: ## benchmarks against Envoy's native jwt_authn (not yet: they come in a later issue)
 	@echo "bench: no benchmarks yet; they come in a later issue"

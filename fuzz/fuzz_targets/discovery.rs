@@ -1,0 +1,101 @@
+//! A key fetcher driven by arbitrary answers: an OpenID discovery document and then a JWKS
+//! (the input split at its first NUL byte; without one, the whole input is both), and the
+//! input as the answer of a JWKS-location fetcher. Never panics; keys accepted once are keys
+//! every worker can adopt from the published record.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wasm_jwt_authn::alg::Algorithm;
+use wasm_jwt_authn::remote::{
+    Document, HttpUri, KeyFetcher, KeyLocation, KeysNow, Poll, Progress, RemoteKeys, SharedKeys,
+};
+use wasm_jwt_authn_fuzz::{ISSUER, NOW};
+
+fn settings(location: KeyLocation, lenient: bool) -> RemoteKeys {
+    RemoteKeys {
+        location,
+        upstream: "idp".to_owned(),
+        jwks_upstream: lenient.then(|| "keys".to_owned()),
+        timeout_ms: 5_000,
+        refresh_seconds: 600,
+        max_stale_seconds: 3_600,
+        min_refetch_seconds: 30,
+        allow_http: lenient,
+    }
+}
+
+fn uri(text: &str) -> HttpUri {
+    HttpUri::parse(text).expect("fixed URI")
+}
+
+/// Answers the call in flight with `body`; on new keys, checks them and their published record.
+fn answer(fetcher: &mut KeyFetcher, cache_control: Option<&str>, body: &[u8]) -> Option<Progress> {
+    let progress = fetcher.on_response(NOW, 200, cache_control, body).ok()?;
+    if let Progress::KeysUpdated { .. } = progress {
+        assert!(matches!(fetcher.keys(NOW), KeysNow::Fresh(keys) if !keys.is_empty()));
+        let fetched = fetcher.fetched().expect("keys were just installed");
+        assert!(fetched.refresh_at > NOW, "a refresh is scheduled ahead");
+        let shared = fetcher.to_share();
+        assert_eq!(SharedKeys::decode(&shared.encode()).as_ref(), Some(&shared));
+        let mut other = KeyFetcher::new(
+            fetcher.settings().clone(),
+            ISSUER,
+            &Algorithm::ALL,
+            NOW,
+            999,
+        );
+        assert_eq!(
+            other.adopt(&shared),
+            Ok(true),
+            "published keys are adoptable"
+        );
+        assert!(matches!(other.keys(NOW), KeysNow::Fresh(_)));
+    }
+    Some(progress)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (discovery, jwks) = match data.iter().position(|byte| *byte == 0) {
+        Some(split) => (&data[..split], &data[split + 1..]),
+        None => (data, data),
+    };
+    let location = uri("https://idp.example.com/.well-known/openid-configuration");
+    for lenient in [false, true] {
+        let mut fetcher = KeyFetcher::new(
+            settings(KeyLocation::Discovery(location.clone()), lenient),
+            ISSUER,
+            &Algorithm::ALL,
+            NOW,
+            500,
+        );
+        assert_eq!(fetcher.poll(NOW), Poll::Due);
+        let (document, _) = fetcher.start(NOW);
+        assert_eq!(document, Document::Discovery);
+        if answer(&mut fetcher, None, discovery) != Some(Progress::Discovered) {
+            assert!(!fetcher.in_flight());
+            continue;
+        }
+        assert_eq!(fetcher.poll(NOW), Poll::Due);
+        let (document, request) = fetcher.start(NOW);
+        assert_eq!(document, Document::Jwks);
+        assert!(request.uri.secure || lenient, "http:// only when allowed");
+        if !lenient {
+            assert_eq!(request.uri.authority, location.authority);
+        }
+        answer(&mut fetcher, Some("public, max-age=300"), jwks);
+        assert!(!fetcher.in_flight());
+    }
+
+    let mut fetcher = KeyFetcher::new(
+        settings(
+            KeyLocation::Jwks(uri("https://idp.example.com/jwks")),
+            false,
+        ),
+        ISSUER,
+        &[Algorithm::Es256],
+        NOW,
+        0,
+    );
+    fetcher.start(NOW);
+    answer(&mut fetcher, None, data);
+});
