@@ -88,12 +88,34 @@ struct RawDiscovery {
 }
 
 /// The fetch settings shared by `jwks` (with `uri`) and `discovery`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RawFetchTiming {
     timeout_ms: Option<u64>,
     refresh_seconds: Option<u64>,
     max_stale_seconds: Option<u64>,
     min_refetch_seconds: Option<u64>,
+}
+
+/// Gathers the fetch settings of a `RawJwks` or `RawDiscovery` (which cannot share a
+/// flattened struct: flattening disables `deny_unknown_fields`).
+macro_rules! fetch_timing {
+    ($raw:expr) => {
+        RawFetchTiming {
+            timeout_ms: $raw.timeout_ms,
+            refresh_seconds: $raw.refresh_seconds,
+            max_stale_seconds: $raw.max_stale_seconds,
+            min_refetch_seconds: $raw.min_refetch_seconds,
+        }
+    };
+}
+
+impl RawFetchTiming {
+    fn is_set(&self) -> bool {
+        self.timeout_ms.is_some()
+            || self.refresh_seconds.is_some()
+            || self.max_stale_seconds.is_some()
+            || self.min_refetch_seconds.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -477,12 +499,7 @@ fn validate_provider(
             });
             let location =
                 KeyLocation::Discovery(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
-            let timing = RawFetchTiming {
-                timeout_ms: discovery.timeout_ms,
-                refresh_seconds: discovery.refresh_seconds,
-                max_stale_seconds: discovery.max_stale_seconds,
-                min_refetch_seconds: discovery.min_refetch_seconds,
-            };
+            let timing = fetch_timing!(discovery);
             let mut remote = remote_keys(&field, location, discovery.upstream, timing, allow_http)?;
             if let Some(jwks_upstream) = discovery.jwks_upstream {
                 remote.jwks_upstream = Some(validate_upstream(
@@ -607,19 +624,10 @@ fn key_source(
     allow_http: bool,
 ) -> Result<(KeySource, Vec<SkippedKey>), ConfigError> {
     let field = format!("{field}.jwks");
-    let timing = RawFetchTiming {
-        timeout_ms: jwks.timeout_ms,
-        refresh_seconds: jwks.refresh_seconds,
-        max_stale_seconds: jwks.max_stale_seconds,
-        min_refetch_seconds: jwks.min_refetch_seconds,
-    };
+    let timing = fetch_timing!(jwks);
     match (jwks.inline, jwks.uri, jwks.upstream) {
         (Some(inline), None, None) => {
-            if timing.timeout_ms.is_some()
-                || timing.refresh_seconds.is_some()
-                || timing.max_stale_seconds.is_some()
-                || timing.min_refetch_seconds.is_some()
-            {
+            if timing.is_set() {
                 return Err(error(
                     field,
                     "fetch settings apply to `uri` key sets, not `inline` ones",

@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::decision::{self, Attempt, Decision, Reason};
+use crate::decision::{Attempt, Decision, Reason};
 
 use super::apply::{self, Applied};
 use super::keys::OwnedRequest;
@@ -106,21 +106,11 @@ impl HttpContext for AuthnHttpContext {
                 "cannot read the host clock",
             ));
         };
-        let mut decision = {
-            let keys = shared.keys.borrow();
-            decision::authenticate(&shared.config, &*keys, &request.view(), now, Attempt::First)
-        };
+        let mut decision = shared.decide(&request, now, Attempt::First);
         if is_keys_unavailable(&decision) {
             // Another worker may have fetched keys since this worker's last tick.
             super::keys::adopt_if_unavailable(&shared, context_id, now);
-            let keys = shared.keys.borrow();
-            decision = decision::authenticate(
-                &shared.config,
-                &*keys,
-                &request.view(),
-                now,
-                Attempt::First,
-            );
+            decision = shared.decide(&request, now, Attempt::First);
         }
         match decision {
             Decision::Allow(allowed) => action(apply::allow(&shared, context_id, &allowed)),
@@ -137,16 +127,7 @@ impl HttpContext for AuthnHttpContext {
                     }
                     // Waiting cannot help (no refetch allowed now): decide finally, at once.
                     Err(request) => {
-                        let decision = {
-                            let keys = shared.keys.borrow();
-                            decision::authenticate(
-                                &shared.config,
-                                &*keys,
-                                &request.view(),
-                                now,
-                                Attempt::AfterWait,
-                            )
-                        };
+                        let decision = shared.decide(&request, now, Attempt::AfterWait);
                         action(super::keys::apply_decision(&shared, context_id, &decision))
                     }
                 }

@@ -18,7 +18,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, KeySource, Provider, ProviderIndex};
-use crate::decision::{self, Attempt, Decision, RemoteKeyLookup, Wait, WaitCause};
+use crate::decision::{Attempt, Decision, RemoteKeyLookup, Wait, WaitCause};
 use crate::remote::{
     FetchError, KeyFetcher, KeysNow, Lease, Poll, Progress, RemoteKeys, SharedKeys,
     MAX_DOCUMENT_BYTES,
@@ -248,16 +248,7 @@ fn wake(shared: &Shared, waiter: &Waiter<OwnedRequest>, now: UnixSeconds) {
     if hostcalls::set_effective_context(waiter.context_id).is_err() {
         return; // The stream is gone.
     }
-    let decision = {
-        let keys = shared.keys.borrow();
-        decision::authenticate(
-            &shared.config,
-            &*keys,
-            &waiter.request.view(),
-            now,
-            Attempt::AfterWait,
-        )
-    };
+    let decision = shared.decide(&waiter.request, now, Attempt::AfterWait);
     let applied = apply_decision(shared, waiter.context_id, &decision);
     if applied == Applied::Forward {
         if let Err(status) = hostcalls::resume_http_request() {

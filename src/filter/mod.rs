@@ -26,9 +26,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
+use crate::decision::{self, Attempt, Decision};
 
 use self::http::AuthnHttpContext;
-use self::keys::KeyStore;
+use self::keys::{KeyStore, OwnedRequest};
 use self::stats::Stats;
 
 /// The module's entry point. `main!` expands to an `unsafe` call of the WASI constructors,
@@ -69,6 +70,14 @@ pub(crate) fn now_seconds() -> Option<i64> {
         .ok()
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .and_then(|elapsed| i64::try_from(elapsed.as_secs()).ok())
+}
+
+impl Shared {
+    /// Decides a request against this configuration and the keys this worker has now.
+    fn decide(&self, request: &OwnedRequest, now: i64, attempt: Attempt) -> Decision {
+        let keys = self.keys.borrow();
+        decision::authenticate(&self.config, &*keys, &request.view(), now, attempt)
+    }
 }
 
 /// How often the root context looks at key fetches and parked requests.
