@@ -7,10 +7,12 @@
 
 use std::fmt;
 
-use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaSignature};
-use jwt_compact::{Algorithm as _, AlgorithmSignature as _};
+use jwt_compact::alg::{Ed25519, Es256};
+use jwt_compact::Algorithm as _;
 
-use crate::jwks::PublicKey;
+use crate::host_crypto;
+use crate::jwks::{Key, PublicKey, RsaKey};
+use crate::rsa_math::RsaHash;
 
 /// An asymmetric JWS algorithm this filter can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,87 +98,205 @@ pub enum SignatureError {
     Invalid,
 }
 
-/// Verifies `signature` over `message` with `key` under `algorithm`.
-///
-/// Lengths are checked here, before any parsing: JWA fixes the exact signature size for every
-/// algorithm (the modulus size for RSA, `2 * field size` for ECDSA, 64 bytes for Ed25519), and
-/// some primitives below would otherwise panic or accept padded input.
-pub fn verify_signature(
+/// A signature whose form fits its algorithm and key: the exact length JWA fixes (the modulus
+/// size for RSA, `2 * field size` for ECDSA, 64 bytes for Ed25519), an RSA representative
+/// below the modulus, ECDSA scalars `r` and `s` in `1..n`. Only [`check`] makes one, so a
+/// [`SignatureVerifier`] only ever does math: every question with a single right answer is
+/// settled here, in Rust, identically whichever backend then verifies.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedSignature<'a> {
     algorithm: Algorithm,
-    key: &PublicKey,
+    key: &'a Key,
+    message: &'a [u8],
+    signature: &'a [u8],
+}
+
+impl<'a> CheckedSignature<'a> {
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    pub fn key(&self) -> &'a Key {
+        self.key
+    }
+
+    pub fn message(&self) -> &'a [u8] {
+        self.message
+    }
+
+    pub fn signature(&self) -> &'a [u8] {
+        self.signature
+    }
+
+    /// The host's `verify_signature` arguments for this signature, or `None` when the host
+    /// cannot verify this algorithm (see [`crate::host_crypto`]).
+    pub fn host_arguments(&self) -> Option<Vec<u8>> {
+        let hash = host_crypto::hash_function(self.algorithm)?;
+        Some(host_crypto::encode_arguments(
+            hash,
+            &self.key.spki_der,
+            &host_crypto::host_signature(self.algorithm, self.signature),
+            self.message,
+        ))
+    }
+}
+
+/// Checks the form of `signature` for `algorithm` and `key`; see [`CheckedSignature`].
+pub fn check<'a>(
+    algorithm: Algorithm,
+    key: &'a Key,
+    message: &'a [u8],
+    signature: &'a [u8],
+) -> Result<CheckedSignature<'a>, SignatureError> {
+    match (algorithm, &key.public_key) {
+        (
+            Algorithm::Rs256
+            | Algorithm::Rs384
+            | Algorithm::Rs512
+            | Algorithm::Ps256
+            | Algorithm::Ps384
+            | Algorithm::Ps512,
+            PublicKey::Rsa(public),
+        ) => check_rsa(public, signature)?,
+        (Algorithm::Es256, PublicKey::P256(_)) => {
+            p256_signature(signature)?;
+        }
+        (Algorithm::Es384, PublicKey::P384(_)) => {
+            p384_signature(signature)?;
+        }
+        (Algorithm::EdDsa, PublicKey::Ed25519(_)) => {
+            if signature.len() != 64 {
+                return Err(SignatureError::WrongLength);
+            }
+        }
+        _ => return Err(SignatureError::KeyMismatch),
+    }
+    Ok(CheckedSignature {
+        algorithm,
+        key,
+        message,
+        signature,
+    })
+}
+
+/// Signature math: given a [`CheckedSignature`], whether it is a signature of its message by
+/// its key. Implementations: [`Portable`] (pure Rust, any host) and the adapter's host
+/// backend (the proxy's own crypto library, for the algorithms it offers).
+pub trait SignatureVerifier {
+    fn verify(&self, signature: &CheckedSignature<'_>) -> bool;
+}
+
+/// Verifies `signature` over `message` with `key` under `algorithm`: [`check`], then the math
+/// by `verifier`.
+pub fn verify_signature(
+    verifier: &dyn SignatureVerifier,
+    algorithm: Algorithm,
+    key: &Key,
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureError> {
-    let verified = match (algorithm, key) {
-        (Algorithm::Rs256, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::rs256(), key, message, signature)?
-        }
-        (Algorithm::Rs384, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::rs384(), key, message, signature)?
-        }
-        (Algorithm::Rs512, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::rs512(), key, message, signature)?
-        }
-        (Algorithm::Ps256, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::ps256(), key, message, signature)?
-        }
-        (Algorithm::Ps384, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::ps384(), key, message, signature)?
-        }
-        (Algorithm::Ps512, PublicKey::Rsa(key)) => {
-            verify_rsa(Rsa::ps512(), key, message, signature)?
-        }
-        (Algorithm::Es256, PublicKey::P256(key)) => {
-            let signature = p256_signature(signature)?;
-            Es256.verify_signature(&signature, key, message)
-        }
-        (Algorithm::Es384, PublicKey::P384(key)) => {
-            let signature = p384_signature(signature)?;
-            crate::es384::Es384.verify_signature(
-                &crate::es384::Es384Signature(signature),
-                key,
-                message,
-            )
-        }
-        (Algorithm::EdDsa, PublicKey::Ed25519(key)) => {
-            // `ed25519_compact`'s `try_from_slice` copies into a fixed array and would panic
-            // on any other length: the length check must come first.
-            let bytes: [u8; 64] = signature
-                .try_into()
-                .map_err(|_| SignatureError::WrongLength)?;
-            let signature = ed25519_compact::Signature::new(bytes);
-            Ed25519.verify_signature(&signature, key, message)
-        }
-        _ => return Err(SignatureError::KeyMismatch),
-    };
-    if verified {
+    let checked = check(algorithm, key, message, signature)?;
+    if verifier.verify(&checked) {
         Ok(())
     } else {
         Err(SignatureError::Invalid)
     }
 }
 
-fn verify_rsa(
-    algorithm: Rsa,
-    key: &rsa::RsaPublicKey,
-    message: &[u8],
-    signature: &[u8],
-) -> Result<bool, SignatureError> {
-    use rsa::traits::PublicKeyParts as _;
+/// The pure-Rust backend: RustCrypto's curves and Ed25519, this crate's RSA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Portable;
+
+impl SignatureVerifier for Portable {
+    fn verify(&self, checked: &CheckedSignature<'_>) -> bool {
+        let (message, signature) = (checked.message, checked.signature);
+        match (checked.algorithm, &checked.key.public_key) {
+            (Algorithm::Rs256, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pkcs1(RsaHash::Sha256), message, signature)
+            }
+            (Algorithm::Rs384, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pkcs1(RsaHash::Sha384), message, signature)
+            }
+            (Algorithm::Rs512, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pkcs1(RsaHash::Sha512), message, signature)
+            }
+            (Algorithm::Ps256, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pss(RsaHash::Sha256), message, signature)
+            }
+            (Algorithm::Ps384, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pss(RsaHash::Sha384), message, signature)
+            }
+            (Algorithm::Ps512, PublicKey::Rsa(key)) => {
+                verify_rsa(key, RsaScheme::Pss(RsaHash::Sha512), message, signature)
+            }
+            (Algorithm::Es256, PublicKey::P256(key)) => p256_signature(signature)
+                .is_ok_and(|signature| Es256.verify_signature(&signature, key, message)),
+            (Algorithm::Es384, PublicKey::P384(key)) => {
+                p384_signature(signature).is_ok_and(|signature| {
+                    crate::es384::Es384.verify_signature(
+                        &crate::es384::Es384Signature(signature),
+                        key,
+                        message,
+                    )
+                })
+            }
+            (Algorithm::EdDsa, PublicKey::Ed25519(key)) => <[u8; 64]>::try_from(signature)
+                .is_ok_and(|bytes| {
+                    Ed25519.verify_signature(&ed25519_compact::Signature::new(bytes), key, message)
+                }),
+            // `check` made sure the key fits the algorithm.
+            _ => false,
+        }
+    }
+}
+
+fn check_rsa(key: &RsaKey, signature: &[u8]) -> Result<(), SignatureError> {
     // RFC 7518 §3.3/§3.5: the signature is exactly as long as the modulus; a shorter one
     // (leading zeros stripped) or a longer one (zeros prepended) is not canonical.
-    if signature.len() != key.size() {
+    if signature.len() != key.verifier.modulus_len() {
         return Err(SignatureError::WrongLength);
     }
-    // RFC 8017 §5.2.2: the signature representative must be below the modulus. The `rsa` crate
-    // checks this for PKCS#1 v1.5 but not for PSS, where `s + n` (when it still fits in the
-    // modulus length) would verify too: a second spelling of the same token.
-    if rsa::BigUint::from_bytes_be(signature) >= *key.n() {
+    // RFC 8017 §5.2.2: the signature representative must be below the modulus. Not every
+    // implementation checks this (the `rsa` crate does not for PSS), and `s + n`, when it
+    // still fits in the modulus length, would otherwise verify too: a second spelling.
+    if !key.verifier.is_below_modulus(signature) {
         return Err(SignatureError::Invalid);
     }
-    let signature =
-        RsaSignature::try_from_slice(signature).map_err(|_| SignatureError::WrongLength)?;
-    Ok(algorithm.verify_signature(&signature, key, message))
+    Ok(())
+}
+
+/// An RSA signature scheme of JWA with its hash.
+#[derive(Debug, Clone, Copy)]
+enum RsaScheme {
+    /// `RS*`: RSASSA-PKCS1-v1_5.
+    Pkcs1(RsaHash),
+    /// `PS*`: RSASSA-PSS with MGF1 and a salt as long as the hash.
+    Pss(RsaHash),
+}
+
+#[cfg(not(feature = "reference-rsa"))]
+fn verify_rsa(key: &RsaKey, scheme: RsaScheme, message: &[u8], signature: &[u8]) -> bool {
+    match scheme {
+        RsaScheme::Pkcs1(hash) => key.verifier.verify_pkcs1_v15(hash, message, signature),
+        RsaScheme::Pss(hash) => key.verifier.verify_pss(hash, message, signature),
+    }
+}
+
+/// The straightforward implementation (jwt-compact over the `rsa` crate), for benchmarks.
+#[cfg(feature = "reference-rsa")]
+fn verify_rsa(key: &RsaKey, scheme: RsaScheme, message: &[u8], signature: &[u8]) -> bool {
+    use jwt_compact::alg::{Rsa, RsaSignature};
+    use jwt_compact::AlgorithmSignature as _;
+    let algorithm = match scheme {
+        RsaScheme::Pkcs1(RsaHash::Sha256) => Rsa::rs256(),
+        RsaScheme::Pkcs1(RsaHash::Sha384) => Rsa::rs384(),
+        RsaScheme::Pkcs1(RsaHash::Sha512) => Rsa::rs512(),
+        RsaScheme::Pss(RsaHash::Sha256) => Rsa::ps256(),
+        RsaScheme::Pss(RsaHash::Sha384) => Rsa::ps384(),
+        RsaScheme::Pss(RsaHash::Sha512) => Rsa::ps512(),
+    };
+    RsaSignature::try_from_slice(signature)
+        .is_ok_and(|signature| algorithm.verify_signature(&signature, &key.reference, message))
 }
 
 fn p256_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature, SignatureError> {
@@ -204,8 +324,8 @@ mod tests {
     use crate::jwks::parse_key;
     use crate::support::TestKey;
 
-    fn public_key(key: TestKey) -> PublicKey {
-        parse_key(&key.jwk()).unwrap().public_key
+    fn public_key(key: TestKey) -> Key {
+        parse_key(&key.jwk()).unwrap()
     }
 
     #[test]
@@ -226,11 +346,11 @@ mod tests {
             let signature = key.sign(algorithm.name(), message);
             let public = public_key(key);
             assert_eq!(
-                verify_signature(algorithm, &public, message, &signature),
+                verify_signature(&Portable, algorithm, &public, message, &signature),
                 Ok(())
             );
             assert_eq!(
-                verify_signature(algorithm, &public, b"header.payloaD", &signature),
+                verify_signature(&Portable, algorithm, &public, b"header.payloaD", &signature),
                 Err(SignatureError::Invalid),
                 "{algorithm}"
             );
@@ -250,7 +370,7 @@ mod tests {
             prefixed.extend_from_slice(&signature);
             for bad in [&[][..], &signature[1..], &longer[..], &prefixed[..]] {
                 assert_eq!(
-                    verify_signature(algorithm, &public, message, bad),
+                    verify_signature(&Portable, algorithm, &public, message, bad),
                     Err(SignatureError::WrongLength),
                     "{algorithm} with {} bytes",
                     bad.len()
@@ -264,6 +384,7 @@ mod tests {
         let signature = TestKey::P256.sign("ES256", b"m");
         assert_eq!(
             verify_signature(
+                &Portable,
                 Algorithm::Es384,
                 &public_key(TestKey::P256),
                 b"m",
@@ -273,6 +394,7 @@ mod tests {
         );
         assert_eq!(
             verify_signature(
+                &Portable,
                 Algorithm::Rs256,
                 &public_key(TestKey::Ed25519),
                 b"m",
@@ -284,23 +406,23 @@ mod tests {
 
     #[test]
     fn rsa_signatures_at_or_above_the_modulus_are_refused() {
-        use rsa::traits::PublicKeyParts as _;
         let message = b"m";
-        let PublicKey::Rsa(key) = public_key(TestKey::Rsa2048) else {
-            panic!("not an RSA key");
-        };
-        let size = key.size();
+        let jwk = TestKey::Rsa2048.jwk();
+        let modulus =
+            rsa::BigUint::from_bytes_be(&crate::support::b64url_decode(jwk["n"].as_str().unwrap()));
+        let size = 256;
         let mut found_one = false;
         // A PSS signature is random: retry until `s + n` still fits in the modulus length.
         for _ in 0..64 {
             let signature = TestKey::Rsa2048.sign("PS256", message);
-            let shifted = (rsa::BigUint::from_bytes_be(&signature) + key.n()).to_bytes_be();
+            let shifted = (rsa::BigUint::from_bytes_be(&signature) + &modulus).to_bytes_be();
             if shifted.len() != size {
                 continue;
             }
             found_one = true;
             assert_eq!(
                 verify_signature(
+                    &Portable,
                     Algorithm::Ps256,
                     &public_key(TestKey::Rsa2048),
                     message,
@@ -310,6 +432,7 @@ mod tests {
             );
             assert_eq!(
                 verify_signature(
+                    &Portable,
                     Algorithm::Ps256,
                     &public_key(TestKey::Rsa2048),
                     message,
@@ -329,11 +452,11 @@ mod tests {
     fn ecdsa_rejects_zero_and_out_of_range_scalars() {
         let public = public_key(TestKey::P256);
         assert_eq!(
-            verify_signature(Algorithm::Es256, &public, b"m", &[0; 64]),
+            verify_signature(&Portable, Algorithm::Es256, &public, b"m", &[0; 64]),
             Err(SignatureError::Invalid)
         );
         assert_eq!(
-            verify_signature(Algorithm::Es256, &public, b"m", &[0xff; 64]),
+            verify_signature(&Portable, Algorithm::Es256, &public, b"m", &[0xff; 64]),
             Err(SignatureError::Invalid)
         );
     }

@@ -18,6 +18,7 @@ use crate::alg::Algorithm;
 use crate::jwks::{KeySet, SkippedKey};
 use crate::remote::{HttpUri, KeyLocation, RemoteKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
 use crate::token::TokenSource;
+use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
 
 /// Defaults to 16 KiB: larger than any real access token, small enough to bound the work.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -39,6 +40,14 @@ struct RawConfig {
     rules: Vec<RawRule>,
     max_token_bytes: Option<usize>,
     realm: Option<String>,
+    crypto: Option<CryptoBackend>,
+    token_cache: Option<RawTokenCache>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenCache {
+    max_entries: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +169,19 @@ enum RawAllow {
 // ---------------------------------------------------------------------------------------------
 // The validated configuration.
 
+/// Which code does the signature math.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CryptoBackend {
+    /// Defaults to this: the host's own crypto library (Envoy's `verify_signature`, i.e.
+    /// BoringSSL) for `RS*` and `ES*` when the host passes a self-test at configure time, the
+    /// portable code otherwise and for the other algorithms.
+    #[default]
+    Auto,
+    /// Always the filter's own pure-Rust code: the same on every host.
+    Portable,
+}
+
 /// A validated configuration. Only [`Config::from_json`] makes one.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -173,6 +195,9 @@ pub struct Config {
     /// Every header `claims_to_headers` and `payload_header` may set: removed from every
     /// request first, so a client can never supply them itself.
     pub identity_headers: Vec<String>,
+    pub crypto: CryptoBackend,
+    /// How many verified tokens to remember; 0 disables the cache.
+    pub token_cache_entries: usize,
 }
 
 /// Position of a provider in [`Config::providers`].
@@ -395,6 +420,17 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         ));
     }
 
+    let token_cache_entries = match raw.token_cache {
+        None => DEFAULT_MAX_ENTRIES,
+        Some(cache) => cache.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+    };
+    if token_cache_entries > MAX_ENTRIES_LIMIT {
+        return Err(error(
+            "token_cache.max_entries",
+            format!("must be at most {MAX_ENTRIES_LIMIT}"),
+        ));
+    }
+
     let mut token_sources: Vec<TokenSource> = Vec::new();
     let mut identity_headers: Vec<String> = Vec::new();
     for provider in &providers {
@@ -435,6 +471,8 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             realm,
             token_sources,
             identity_headers,
+            crypto: raw.crypto.unwrap_or_default(),
+            token_cache_entries,
         },
         skipped_keys,
     })

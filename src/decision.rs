@@ -7,9 +7,12 @@
 
 use serde_json::json;
 
+use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, ProviderIndex, Rule, RuleAction};
+use crate::jwks::KeySet;
 use crate::remote::KeysNow;
-use crate::token::{self, ExtractError, MalformedToken, Request};
+use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
+use crate::token_cache::{CachedToken, TokenCache, TokenDigest};
 use crate::upstream::{self, UpstreamEdits};
 use crate::verify::{self, Rejection, UnixSeconds};
 
@@ -60,6 +63,15 @@ impl RemoteKeyLookup for NoRemoteKeys {
     }
 }
 
+/// What a decision draws on besides the configuration, the request and the time.
+pub struct Services<'a> {
+    pub remote_keys: &'a dyn RemoteKeyLookup,
+    /// The signature math backend.
+    pub signatures: &'a dyn SignatureVerifier,
+    /// Verified tokens of this configuration; read and written by decisions.
+    pub token_cache: &'a mut TokenCache,
+}
+
 /// An allowed request: who the caller is and how to edit the request for the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
@@ -68,6 +80,18 @@ pub struct Allowed {
     /// The verified `sub` claim, when it is safe to log (see [`upstream::is_safe_text`]).
     pub subject: Option<String>,
     pub edits: UpstreamEdits,
+    pub verification: Verification,
+}
+
+/// How an allowed request's caller was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// An anonymous route: nobody was.
+    Anonymous,
+    /// The token was verified, signature and all.
+    Signature,
+    /// The token was verified earlier and remembered (see [`crate::token_cache`]).
+    CacheHit,
 }
 
 /// Why a request is refused. Each variant maps to one response and one stat counter.
@@ -348,15 +372,15 @@ impl From<Rejection> for Denial {
     }
 }
 
-/// Decides what to do with `request` at time `now`; `remote` has the fetched keys.
+/// Decides what to do with `request` at time `now`.
 pub fn authenticate(
     config: &Config,
-    remote: &dyn RemoteKeyLookup,
+    services: &mut Services<'_>,
     request: &Request<'_>,
     now: UnixSeconds,
     attempt: Attempt,
 ) -> Decision {
-    match decide(config, remote, request, now, attempt) {
+    match decide(config, services, request, now, attempt) {
         Ok(allowed) => Decision::Allow(allowed),
         Err(Stop::Deny(denial)) => Decision::Deny(denial),
         Err(Stop::Wait(wait)) => Decision::Wait(wait),
@@ -377,7 +401,7 @@ impl<T: Into<Denial>> From<T> for Stop {
 
 fn decide(
     config: &Config,
-    remote: &dyn RemoteKeyLookup,
+    services: &mut Services<'_>,
     request: &Request<'_>,
     now: UnixSeconds,
     attempt: Attempt,
@@ -398,6 +422,7 @@ fn decide(
                 provider: None,
                 subject: None,
                 edits,
+                verification: Verification::Anonymous,
             })
         }
         Some(RuleAction::RequireToken(providers)) => Some(providers),
@@ -411,6 +436,20 @@ fn decide(
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
+    let digest = services.token_cache.digest(found.value);
+    if let Some(digest) = &digest {
+        let remembered = Remembered {
+            config,
+            remote: services.remote_keys,
+            request,
+            found: &found,
+            accepted,
+            now,
+        };
+        if let Some(allowed) = remembered.allow(services.token_cache, digest, &mut edits) {
+            return Ok(allowed);
+        }
+    }
     let untrusted = token::parse(found.value, config.max_token_bytes)?;
     let (provider_index, provider) = untrusted
         .claims
@@ -432,7 +471,8 @@ fn decide(
     };
     let keys = match &provider.keys {
         KeySource::Inline(keys) => keys,
-        KeySource::Remote(_) => match (remote.keys_now(provider_index, now), attempt) {
+        KeySource::Remote(_) => match (services.remote_keys.keys_now(provider_index, now), attempt)
+        {
             (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
             (KeysNow::Pending, Attempt::First) => return Err(wait(WaitCause::KeysPending)),
             (KeysNow::Pending | KeysNow::Unavailable, _) => {
@@ -441,7 +481,7 @@ fn decide(
         },
     };
     let is_remote = matches!(provider.keys, KeySource::Remote(_));
-    let verified = match verify::verify(untrusted, provider, keys, now) {
+    let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
         Ok(verified) => verified,
         Err(Rejection::UnknownKeyId) if is_remote && attempt == Attempt::First => {
             return Err(wait(WaitCause::UnknownKeyId))
@@ -449,18 +489,90 @@ fn decide(
         Err(rejection) => return Err(rejection.into()),
     };
 
-    edits.add_identity(provider, &verified);
+    let identity_headers = upstream::identity_headers(provider, &verified);
+    // The subject goes into filter state and from there into access logs.
+    let subject = verified
+        .subject
+        .filter(|subject| upstream::is_safe_text(subject));
+    edits.set_headers.extend(identity_headers.iter().cloned());
+    if let Some(digest) = digest {
+        services.token_cache.insert(
+            digest,
+            CachedToken {
+                provider: provider_index,
+                key: verified.key,
+                lifetime: verified.lifetime,
+                subject: subject.clone(),
+                identity_headers,
+            },
+        );
+    }
     if !provider.forward_token {
         edits.strip_token(request, &found);
     }
     Ok(Allowed {
         provider: Some(provider.name.clone()),
-        // The subject goes into filter state and from there into access logs.
-        subject: verified
-            .subject
-            .filter(|subject| upstream::is_safe_text(subject)),
+        subject,
         edits,
+        verification: Verification::Signature,
     })
+}
+
+/// A request whose token may have been verified before.
+struct Remembered<'r, 'a> {
+    config: &'r Config,
+    remote: &'r dyn RemoteKeyLookup,
+    request: &'r Request<'a>,
+    found: &'r FoundToken<'a>,
+    accepted: Option<&'r [ProviderIndex]>,
+    now: UnixSeconds,
+}
+
+impl Remembered<'_, '_> {
+    /// Allows the request on a cached verification that still holds; `None` sends it down the
+    /// full path, which then gives the exact answer (a denial, a wait, or a fresh allow).
+    fn allow(
+        &self,
+        cache: &mut TokenCache,
+        digest: &TokenDigest,
+        edits: &mut UpstreamEdits,
+    ) -> Option<Allowed> {
+        let cached = cache.get(digest)?;
+        let provider = self.config.providers.get(cached.provider)?;
+        // Checks of this request rather than of the token: as on the full path.
+        if self
+            .accepted
+            .is_some_and(|accepted| !accepted.contains(&cached.provider))
+            || !provider.token_sources.contains(self.found.source)
+        {
+            return None;
+        }
+        let keys: &KeySet = match &provider.keys {
+            KeySource::Inline(keys) => keys,
+            KeySource::Remote(_) => match self.remote.keys_now(cached.provider, self.now) {
+                KeysNow::Fresh(keys) | KeysNow::Stale(keys) => keys,
+                KeysNow::Pending | KeysNow::Unavailable => return None,
+            },
+        };
+        let key_still_published = keys.keys().iter().any(|key| key.fingerprint == cached.key);
+        if !key_still_published || cached.lifetime.check(provider, self.now).is_err() {
+            cache.remove(digest);
+            return None;
+        }
+        edits
+            .set_headers
+            .extend(cached.identity_headers.iter().cloned());
+        let subject = cached.subject.clone();
+        if !provider.forward_token {
+            edits.strip_token(self.request, self.found);
+        }
+        Some(Allowed {
+            provider: Some(provider.name.clone()),
+            subject,
+            edits: std::mem::take(edits),
+            verification: Verification::CacheHit,
+        })
+    }
 }
 
 fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {

@@ -7,8 +7,10 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::alg::Portable;
 use crate::config::Config;
 use crate::remote::KeysNow;
+use crate::token_cache::TokenCache;
 use crate::verify::UnixSeconds;
 
 use crate::support::{b64url, jwks, sign_raw, token, TestKey};
@@ -86,7 +88,11 @@ fn bearer(token: &str) -> Vec<(String, String)> {
 fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, String)]) -> Decision {
     authenticate(
         config,
-        &NoRemoteKeys,
+        &mut Services {
+            remote_keys: &NoRemoteKeys,
+            signatures: &Portable,
+            token_cache: &mut TokenCache::new(0),
+        },
         &Request {
             method,
             path,
@@ -822,7 +828,12 @@ fn decide_remote(remote: &FixedRemoteKeys, token: &str, attempt: Attempt) -> Dec
         path: "/orders",
         headers: &headers,
     };
-    authenticate(&remote_config(), remote, &request, NOW, attempt)
+    let mut services = Services {
+        remote_keys: remote,
+        signatures: &Portable,
+        token_cache: &mut TokenCache::new(0),
+    };
+    authenticate(&remote_config(), &mut services, &request, NOW, attempt)
 }
 
 #[test]
@@ -881,4 +892,237 @@ fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
         &token,
         Attempt::First,
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The token cache.
+
+/// Portable signature math that counts how often it is asked.
+#[derive(Default)]
+struct CountingVerifier(std::cell::Cell<usize>);
+
+impl crate::alg::SignatureVerifier for CountingVerifier {
+    fn verify(&self, signature: &crate::alg::CheckedSignature<'_>) -> bool {
+        self.0.set(self.0.get() + 1);
+        Portable.verify(signature)
+    }
+}
+
+/// Decides one request with a shared cache and verifier, at `now`.
+fn decide_cached(
+    config: &Config,
+    remote: &dyn RemoteKeyLookup,
+    cache: &mut TokenCache,
+    verifier: &CountingVerifier,
+    (method, path, headers): (&str, &str, &[(String, String)]),
+    now: UnixSeconds,
+) -> Decision {
+    let mut services = Services {
+        remote_keys: remote,
+        signatures: verifier,
+        token_cache: cache,
+    };
+    let request = Request {
+        method,
+        path,
+        headers,
+    };
+    authenticate(config, &mut services, &request, now, Attempt::First)
+}
+
+#[test]
+fn a_remembered_token_is_allowed_again_without_signature_math_and_with_the_same_edits() {
+    let config = load(&base_config());
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token("RS256", TestKey::Rsa2048, &claims());
+    let mut headers = bearer(&token);
+    headers.push(("x-jwt-sub".to_owned(), "spoofed".to_owned()));
+    let request = ("GET", "/orders", headers.as_slice());
+
+    let first = allowed(decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        request,
+        NOW,
+    ));
+    assert_eq!(first.verification, Verification::Signature);
+    assert_eq!(verifier.0.get(), 1);
+    assert_eq!(cache.len(), 1);
+
+    let again = allowed(decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        request,
+        NOW + 1,
+    ));
+    assert_eq!(again.verification, Verification::CacheHit);
+    assert_eq!(verifier.0.get(), 1, "a hit does no signature math");
+    assert_eq!(again.edits, first.edits);
+    assert_eq!(again.subject.as_deref(), Some("user-1"));
+    assert_eq!(again.provider.as_deref(), Some("corp"));
+}
+
+#[test]
+fn a_tampered_copy_of_a_remembered_token_is_verified_and_refused() {
+    let config = load(&base_config());
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token("ES256", TestKey::P256, &claims());
+    let headers = bearer(&token);
+    allowed(decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        ("GET", "/", &headers),
+        NOW,
+    ));
+    // Another payload with the remembered signature.
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let (header, _) = signing_input.split_once('.').unwrap();
+    let forged_payload = b64url(
+        with(claims(), json!({"sub": "admin"}))
+            .to_string()
+            .as_bytes(),
+    );
+    let forged = format!("{header}.{forged_payload}.{signature}");
+    let decision = decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        ("GET", "/", &bearer(&forged)),
+        NOW,
+    );
+    assert_denied(&decision, "bad_signature");
+    assert_eq!(verifier.0.get(), 2);
+}
+
+#[test]
+fn a_remembered_token_still_expires_on_time() {
+    let config = load(&base_config());
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token("ES256", TestKey::P256, &claims());
+    let headers = bearer(&token);
+    let request = ("GET", "/orders", headers.as_slice());
+    allowed(decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        request,
+        NOW,
+    ));
+    // `exp` is NOW + 600 and the default skew 60 s: valid until NOW + 659.
+    let last_second = decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        request,
+        NOW + 659,
+    );
+    assert_eq!(allowed(last_second).verification, Verification::CacheHit);
+    let expired = decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        request,
+        NOW + 660,
+    );
+    assert_denied(&expired, "expired");
+    assert!(cache.is_empty(), "the expired token is forgotten");
+}
+
+#[test]
+fn a_remembered_token_still_obeys_the_route_and_the_token_source() {
+    let config = load(&base_config());
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token("ES256", TestKey::P256, &claims());
+    let headers = bearer(&token);
+    allowed(decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        ("GET", "/orders", &headers),
+        NOW,
+    ));
+    // `/partner` accepts only the partner provider.
+    let decision = decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        ("GET", "/partner/x", &headers),
+        NOW,
+    );
+    assert_denied(&decision, "issuer_not_accepted");
+    // The corp provider does not take tokens from the `session` cookie.
+    let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
+    let decision = decide_cached(
+        &config,
+        &NoRemoteKeys,
+        &mut cache,
+        &verifier,
+        ("GET", "/orders", &cookie),
+        NOW,
+    );
+    assert_denied(&decision, "wrong_token_source");
+    assert_eq!(
+        cache.len(),
+        1,
+        "refusals for the request do not forget the token"
+    );
+}
+
+#[test]
+fn a_remembered_token_is_forgotten_when_its_key_leaves_the_key_set() {
+    let config = remote_config();
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token("ES256", TestKey::P256, &claims());
+    let headers = bearer(&token);
+    let request = ("GET", "/orders", headers.as_slice());
+    let (with_key, _) =
+        crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256, TestKey::P384])).unwrap();
+    let (without_key, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
+
+    let published = FixedRemoteKeys(Some(with_key), false);
+    allowed(decide_cached(
+        &config, &published, &mut cache, &verifier, request, NOW,
+    ));
+    let hit = decide_cached(&config, &published, &mut cache, &verifier, request, NOW);
+    assert_eq!(allowed(hit).verification, Verification::CacheHit);
+
+    let rotated = FixedRemoteKeys(Some(without_key), false);
+    let decision = decide_cached(&config, &rotated, &mut cache, &verifier, request, NOW);
+    assert!(
+        matches!(decision, Decision::Wait(_)),
+        "{decision:?}: the kid is unknown now"
+    );
+    assert!(cache.is_empty());
+
+    let unavailable = FixedRemoteKeys(None, false);
+    let published = FixedRemoteKeys(
+        Some(
+            crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256]))
+                .unwrap()
+                .0,
+        ),
+        false,
+    );
+    allowed(decide_cached(
+        &config, &published, &mut cache, &verifier, request, NOW,
+    ));
+    let decision = decide_cached(&config, &unavailable, &mut cache, &verifier, request, NOW);
+    assert_denied(&decision, "keys_unavailable");
 }

@@ -19,17 +19,30 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
+use crate::der;
+use crate::rsa_math::RsaVerifier;
 
-/// A public key usable for verification.
+/// A public key usable for verification, in the form verification needs.
 #[derive(Debug, Clone)]
 pub enum PublicKey {
-    Rsa(rsa::RsaPublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
 }
 
-/// One usable key with the JWK members that restrict its use.
+/// An RSA public key prepared for verification.
+#[derive(Debug, Clone)]
+pub struct RsaKey {
+    pub verifier: RsaVerifier,
+    /// The same key for the `rsa` crate, with the `reference-rsa` feature: the straightforward
+    /// implementation, kept so benchmarks can measure the one against the other.
+    #[cfg(feature = "reference-rsa")]
+    pub reference: rsa::RsaPublicKey,
+}
+
+/// One usable key with the JWK members that restrict its use, and everything derived from it
+/// that verification needs, computed once when the key is loaded.
 #[derive(Debug, Clone)]
 pub struct Key {
     /// `kid`, matched exactly against a token's `kid`.
@@ -37,7 +50,14 @@ pub struct Key {
     /// `alg`: when present, the only algorithm this key verifies.
     pub algorithm: Option<Algorithm>,
     pub public_key: PublicKey,
+    /// The key as DER SubjectPublicKeyInfo: the form a host's crypto library imports.
+    pub spki_der: Vec<u8>,
+    /// Identifies this key with its `kid` and `alg`: what a cached verification is bound to.
+    pub fingerprint: KeyFingerprint,
 }
+
+/// SHA-256 over a key's `kid`, `alg` and SubjectPublicKeyInfo.
+pub type KeyFingerprint = [u8; 32];
 
 impl Key {
     /// Whether this key may verify a token signed with `algorithm`.
@@ -227,7 +247,7 @@ pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
         return Err(KeyProblem::PrivateKeyMaterial);
     }
     check_usage(jwk)?;
-    let public_key = match key_type {
+    let (public_key, spki_der) = match key_type {
         "RSA" => rsa_key(jwk)?,
         "EC" => ec_key(jwk)?,
         "OKP" => okp_key(jwk)?,
@@ -246,11 +266,35 @@ pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err(KeyProblem::BadMember("kid")),
     };
+    let fingerprint = fingerprint(id.as_deref(), algorithm, &spki_der);
     Ok(Key {
         id,
         algorithm,
         public_key,
+        spki_der,
+        fingerprint,
     })
+}
+
+fn fingerprint(id: Option<&str>, algorithm: Option<Algorithm>, spki_der: &[u8]) -> KeyFingerprint {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    // Length-prefixed, so no two different (kid, alg) pairs hash the same bytes.
+    for part in [
+        id.map(str::as_bytes),
+        algorithm.map(|algorithm| algorithm.name().as_bytes()),
+    ] {
+        match part {
+            None => hasher.update([0]),
+            Some(bytes) => {
+                hasher.update([1]);
+                hasher.update(u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_be_bytes());
+                hasher.update(bytes);
+            }
+        }
+    }
+    hasher.update(spki_der);
+    hasher.finalize().into()
 }
 
 fn check_usage(jwk: &Map<String, Value>) -> Result<(), KeyProblem> {
@@ -280,20 +324,46 @@ fn member_bytes(jwk: &Map<String, Value>, member: &'static str) -> Result<Vec<u8
         .map_err(|_| KeyProblem::BadMember(member))
 }
 
-fn rsa_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+fn rsa_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), KeyProblem> {
     let modulus_bytes = member_bytes(jwk, "n")?;
-    let modulus = rsa::BigUint::from_bytes_be(&modulus_bytes);
-    let exponent = rsa::BigUint::from_bytes_be(&member_bytes(jwk, "e")?);
-    let bits = modulus.bits();
+    let exponent_bytes = member_bytes(jwk, "e")?;
+    let bits = bit_length(&modulus_bytes);
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
         return Err(KeyProblem::RsaKeySize(bits));
     }
     if has_roca_fingerprint(&modulus_bytes) {
         return Err(KeyProblem::WeakRsaKey);
     }
-    rsa::RsaPublicKey::new_with_max_size(modulus, exponent, MAX_RSA_BITS)
-        .map(PublicKey::Rsa)
-        .map_err(|_| KeyProblem::InvalidKey)
+    // An odd modulus, an odd exponent with 3 <= e < 2^33: what a real RSA key has, and what
+    // hosts' crypto libraries (BoringSSL) insist on at import, so every backend agrees.
+    let verifier =
+        RsaVerifier::new(&modulus_bytes, &exponent_bytes).ok_or(KeyProblem::InvalidKey)?;
+    #[cfg(feature = "reference-rsa")]
+    let reference = rsa::RsaPublicKey::new_with_max_size(
+        rsa::BigUint::from_bytes_be(&modulus_bytes),
+        rsa::BigUint::from_bytes_be(&exponent_bytes),
+        MAX_RSA_BITS,
+    )
+    .map_err(|_| KeyProblem::InvalidKey)?;
+    let spki_der = der::rsa_public_key(&modulus_bytes, &exponent_bytes);
+    let key = RsaKey {
+        verifier,
+        #[cfg(feature = "reference-rsa")]
+        reference,
+    };
+    Ok((PublicKey::Rsa(key), spki_der))
+}
+
+/// The number of significant bits of a big-endian number.
+fn bit_length(number: &[u8]) -> usize {
+    let Some(start) = number.iter().position(|&byte| byte != 0) else {
+        return 0;
+    };
+    let significant = number.len().saturating_sub(start);
+    let top_zeros = number
+        .get(start)
+        .map_or(0, |top| usize::try_from(top.leading_zeros()).unwrap_or(0));
+    significant.saturating_mul(8).saturating_sub(top_zeros)
 }
 
 /// The small primes of the ROCA fingerprint (Nemec et al., CCS 2017, and their detector).
@@ -343,7 +413,7 @@ fn curve(jwk: &Map<String, Value>) -> Result<&str, KeyProblem> {
         .ok_or(KeyProblem::BadMember("crv"))
 }
 
-fn ec_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+fn ec_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), KeyProblem> {
     let curve = curve(jwk)?;
     let field_size = match curve {
         "P-256" => 32,
@@ -363,23 +433,29 @@ fn ec_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
     let point = [&[0x04][..], &x, &y].concat();
     // `from_sec1_bytes` rejects points that are not on the curve and the identity.
     if field_size == 32 {
-        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(PublicKey::P256)
-            .map_err(|_| KeyProblem::InvalidKey)
+        let public_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .map_err(|_| KeyProblem::InvalidKey)?;
+        Ok((
+            PublicKey::P256(public_key),
+            der::ec_public_key(der::Curve::P256, &point),
+        ))
     } else {
-        p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(PublicKey::P384)
-            .map_err(|_| KeyProblem::InvalidKey)
+        let public_key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+            .map_err(|_| KeyProblem::InvalidKey)?;
+        Ok((
+            PublicKey::P384(public_key),
+            der::ec_public_key(der::Curve::P384, &point),
+        ))
     }
 }
 
-fn okp_key(jwk: &Map<String, Value>) -> Result<PublicKey, KeyProblem> {
+fn okp_key(jwk: &Map<String, Value>) -> Result<(PublicKey, Vec<u8>), KeyProblem> {
     match curve(jwk)? {
         "Ed25519" => {
             let x = member_bytes(jwk, "x")?;
-            ed25519_compact::PublicKey::from_slice(&x)
-                .map(PublicKey::Ed25519)
-                .map_err(|_| KeyProblem::BadMember("x"))
+            let public_key = ed25519_compact::PublicKey::from_slice(&x)
+                .map_err(|_| KeyProblem::BadMember("x"))?;
+            Ok((PublicKey::Ed25519(public_key), der::ed25519_public_key(&x)))
         }
         other => Err(KeyProblem::UnsupportedCurve(other.to_owned())),
     }

@@ -37,11 +37,15 @@
 pub mod alg;
 pub mod config;
 pub mod decision;
+mod der;
 mod es384;
+pub mod host_crypto;
 mod json;
 pub mod jwks;
 pub mod remote;
+pub(crate) mod rsa_math;
 pub mod token;
+pub mod token_cache;
 pub mod upstream;
 pub mod verify;
 pub mod waiting;

@@ -28,20 +28,6 @@ impl UpstreamEdits {
         }
     }
 
-    /// Sets the provider's claim headers and payload header from a verified token.
-    /// Claims that are absent, `null`, or would render with control characters are left out.
-    pub fn add_identity(&mut self, provider: &Provider, token: &VerifiedToken<'_>) {
-        for mapping in &provider.claims_to_headers {
-            if let Some(value) = claim_at(&token.claims, &mapping.claim).and_then(header_value) {
-                self.set_headers.push((mapping.header.clone(), value));
-            }
-        }
-        if let Some(header) = &provider.payload_header {
-            self.set_headers
-                .push((header.clone(), token.encoded_payload.to_owned()));
-        }
-    }
-
     /// Removes the token from where it was found (`forward_token: false`).
     pub fn strip_token(&mut self, request: &Request<'_>, token: &FoundToken<'_>) {
         match token.source {
@@ -64,6 +50,21 @@ impl UpstreamEdits {
             }
         }
     }
+}
+
+/// The provider's claim headers and payload header for a verified token. Claims that are
+/// absent, `null`, or would render with control characters are left out.
+pub fn identity_headers(provider: &Provider, token: &VerifiedToken<'_>) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    for mapping in &provider.claims_to_headers {
+        if let Some(value) = claim_at(&token.claims, &mapping.claim).and_then(header_value) {
+            headers.push((mapping.header.clone(), value));
+        }
+    }
+    if let Some(header) = &provider.payload_header {
+        headers.push((header.clone(), token.encoded_payload.to_owned()));
+    }
+    headers
 }
 
 fn path_without_parameter(request: &Request<'_>, parameter: &str) -> String {

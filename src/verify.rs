@@ -11,9 +11,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::alg::{self, Algorithm};
+use crate::alg::{self, Algorithm, SignatureVerifier};
 use crate::config::Provider;
-use crate::jwks::KeySet;
+use crate::jwks::{KeyFingerprint, KeySet};
 use crate::token::UntrustedToken;
 
 /// The last second of year 9999: later dates are not dates but attempts to overflow.
@@ -61,14 +61,61 @@ pub struct VerifiedToken<'a> {
     /// The payload segment as received, for `payload_header`.
     pub encoded_payload: &'a str,
     pub subject: Option<String>,
+    /// The key whose signature verified, for binding a cached verification to it.
+    pub key: KeyFingerprint,
+    /// The time claims, for re-checking a cached verification later.
+    pub lifetime: Lifetime,
 }
 
-/// Verifies `token` for `provider` at time `now`.
+/// A token's time claims (`exp`, `nbf`, `iat`), range-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub expires_at: Option<UnixSeconds>,
+    pub not_before: Option<UnixSeconds>,
+    pub issued_at: Option<UnixSeconds>,
+}
+
+impl Lifetime {
+    fn of(claims: &Map<String, Value>) -> Result<Lifetime, Rejection> {
+        Ok(Lifetime {
+            expires_at: numeric_date(claims, "exp")?,
+            not_before: numeric_date(claims, "nbf")?,
+            issued_at: numeric_date(claims, "iat")?,
+        })
+    }
+
+    /// Whether the token is valid at `now` for `provider` (clock skew applied).
+    pub fn check(&self, provider: &Provider, now: UnixSeconds) -> Result<(), Rejection> {
+        // `skew` is at most a day (config validation) and dates at most MAX_NUMERIC_DATE, so
+        // these sums cannot overflow; saturating arithmetic keeps them safe if either changes.
+        let skew = i64::try_from(provider.clock_skew_seconds).unwrap_or(i64::MAX);
+        let now_plus_skew = now.saturating_add(skew);
+        if let Some(expires_at) = self.expires_at {
+            if now >= expires_at.saturating_add(skew) {
+                return Err(Rejection::Expired);
+            }
+        }
+        if let Some(not_before) = self.not_before {
+            if not_before > now_plus_skew {
+                return Err(Rejection::NotYetValid);
+            }
+        }
+        if let Some(issued_at) = self.issued_at {
+            if issued_at > now_plus_skew {
+                return Err(Rejection::IssuedInFuture);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies `token` for `provider` at time `now`, with `signatures` doing the math.
 pub fn verify<'a>(
     token: UntrustedToken<'a>,
     provider: &Provider,
     keys: &KeySet,
     now: UnixSeconds,
+    signatures: &dyn SignatureVerifier,
 ) -> Result<VerifiedToken<'a>, Rejection> {
     let header = &token.header;
     if !provider.token_types.accepts(header.token_type.as_deref()) {
@@ -77,8 +124,8 @@ pub fn verify<'a>(
     if !provider.algorithms.contains(&header.algorithm) {
         return Err(Rejection::AlgorithmNotAllowed);
     }
-    check_claims(&token.claims, provider, now)?;
-    check_signature(&token, keys)?;
+    let lifetime = check_claims(&token.claims, provider, now)?;
+    let key = check_signature(&token, keys, signatures)?;
     let subject = token
         .claims
         .get("sub")
@@ -88,6 +135,8 @@ pub fn verify<'a>(
         claims: token.claims,
         encoded_payload: token.encoded_payload,
         subject,
+        key,
+        lifetime,
     })
 }
 
@@ -95,7 +144,7 @@ fn check_claims(
     claims: &Map<String, Value>,
     provider: &Provider,
     now: UnixSeconds,
-) -> Result<(), Rejection> {
+) -> Result<Lifetime, Rejection> {
     if let Some(missing) = provider
         .required_claims
         .iter()
@@ -115,31 +164,12 @@ fn check_claims(
         }
     }
 
-    // `skew` is at most a day (config validation) and dates at most MAX_NUMERIC_DATE, so these
-    // sums cannot overflow; saturating arithmetic keeps them safe if either limit changes.
-    let skew = i64::try_from(provider.clock_skew_seconds).unwrap_or(i64::MAX);
-    let now_plus_skew = now.saturating_add(skew);
-    let expires_at = numeric_date(claims, "exp")?;
-    let issued_at = numeric_date(claims, "iat")?;
-    if let Some(expires_at) = expires_at {
-        if now >= expires_at.saturating_add(skew) {
-            return Err(Rejection::Expired);
-        }
-    }
-    if let Some(not_before) = numeric_date(claims, "nbf")? {
-        if not_before > now_plus_skew {
-            return Err(Rejection::NotYetValid);
-        }
-    }
-    if let Some(issued_at) = issued_at {
-        if issued_at > now_plus_skew {
-            return Err(Rejection::IssuedInFuture);
-        }
-    }
+    let lifetime = Lifetime::of(claims)?;
+    lifetime.check(provider, now)?;
     if let Some(max_lifetime) = provider.max_lifetime_seconds {
         let max_lifetime = i64::try_from(max_lifetime).unwrap_or(i64::MAX);
         // A lifetime bound needs both ends; a token without them cannot prove it is short-lived.
-        let (Some(expires_at), Some(issued_at)) = (expires_at, issued_at) else {
+        let (Some(expires_at), Some(issued_at)) = (lifetime.expires_at, lifetime.issued_at) else {
             return Err(Rejection::LifetimeTooLong);
         };
         if expires_at.saturating_sub(issued_at) > max_lifetime {
@@ -147,7 +177,8 @@ fn check_claims(
         }
     }
 
-    check_audience(claims, provider)
+    check_audience(claims, provider)?;
+    Ok(lifetime)
 }
 
 /// Reads a NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional, within
@@ -212,7 +243,12 @@ fn check_audience(claims: &Map<String, Value>, provider: &Provider) -> Result<()
     }
 }
 
-fn check_signature(token: &UntrustedToken<'_>, keys: &KeySet) -> Result<(), Rejection> {
+/// Verifies the signature with the candidate keys; the fingerprint of the key that verified.
+fn check_signature(
+    token: &UntrustedToken<'_>,
+    keys: &KeySet,
+    signatures: &dyn SignatureVerifier,
+) -> Result<KeyFingerprint, Rejection> {
     let algorithm: Algorithm = token.header.algorithm;
     let key_id = token.header.key_id.as_deref();
     let mut candidates = keys.candidates(key_id).peekable();
@@ -223,13 +259,14 @@ fn check_signature(token: &UntrustedToken<'_>, keys: &KeySet) -> Result<(), Reje
     for key in candidates.filter(|key| key.accepts(algorithm)) {
         tried_any = true;
         let verified = alg::verify_signature(
+            signatures,
             algorithm,
-            &key.public_key,
+            key,
             token.signing_input.as_bytes(),
             &token.signature,
         );
         if verified.is_ok() {
-            return Ok(());
+            return Ok(key.fingerprint);
         }
     }
     if tried_any {

@@ -85,7 +85,7 @@ impl Row {
 /// headers), `es_only` (ES256 only, the only provider of `/es-only/`), and `at_only`
 /// (`token_types: ["at+jwt"]`). No rule matches other paths, so they need a valid token from
 /// any provider.
-fn configuration(main_keys: &[JwkEntry]) -> Value {
+fn configuration(main_keys: &[JwkEntry], crypto: Crypto) -> Value {
     let main_keys: Vec<Value> = main_keys.iter().map(|entry| entry.jwk.clone()).collect();
     let mut at_key = Signing::Derived(0x41).jwk();
     at_key["kid"] = json!("at-key");
@@ -117,8 +117,49 @@ fn configuration(main_keys: &[JwkEntry]) -> Value {
                 "jwks": {"inline": {"keys": [at_key]}}
             }
         ],
-        "rules": [{"match": {"path_prefix": "/es-only"}, "providers": ["es_only"]}]
+        "rules": [{"match": {"path_prefix": "/es-only"}, "providers": ["es_only"]}],
+        "crypto": crypto.setting(),
+        "token_cache": {"max_entries": crypto.token_cache_entries()}
     })
+}
+
+/// The two ways the suite runs: the host's crypto with the token cache on (the defaults), and
+/// the portable code with the cache off. Both must give every case the same outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crypto {
+    HostWithCache,
+    PortableWithoutCache,
+}
+
+impl Crypto {
+    fn setting(self) -> &'static str {
+        match self {
+            Crypto::HostWithCache => "auto",
+            Crypto::PortableWithoutCache => "portable",
+        }
+    }
+
+    fn token_cache_entries(self) -> u64 {
+        match self {
+            Crypto::HostWithCache => 1000,
+            Crypto::PortableWithoutCache => 0,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Crypto::HostWithCache => "host crypto, token cache",
+            Crypto::PortableWithoutCache => "portable crypto, no cache",
+        }
+    }
+
+    /// The `wasm_jwt_authn.crypto.host` gauge this mode must show.
+    fn host_gauge(self) -> u64 {
+        match self {
+            Crypto::HostWithCache => 1,
+            Crypto::PortableWithoutCache => 0,
+        }
+    }
 }
 
 #[test]
@@ -129,60 +170,22 @@ fn attacks_are_refused_through_envoy() {
         canary_url: canary.url("/.well-known/jwks.json"),
     };
     let cases = catalog::catalog(&context);
-    let key_set = keys::main_key_set();
     // Envoys that must refuse their configuration start and exit beside the main one.
     let refusals = thread::spawn(|| run_refusals(catalog::refused_configurations()));
-    let stand = Stand::start("attacks", &configuration(&key_set));
-
-    let mut rows: Vec<Row> = cases
-        .iter()
-        .map(|case| run_case(&stand, &canary, case))
-        .collect();
-    let log = stand.envoy.log();
-    rows.extend(key_rows(&log, &key_set));
+    let mut rows = Vec::new();
+    for crypto in [Crypto::HostWithCache, Crypto::PortableWithoutCache] {
+        let mode_rows = run_catalog(&canary, &cases, crypto);
+        rows.extend(mode_rows.into_iter().map(|mut row| {
+            row.name = format!("{} [{}]", row.name, crypto.label());
+            row
+        }));
+    }
     rows.extend(refusals.join().expect("the refusal runner"));
     rows.push(Row::new(
         "suite",
         "the loopback jku/x5u listener was never contacted",
         "0 connections".to_owned(),
         format!("{} connections", canary.connections()),
-    ));
-    rows.push(Row::new(
-        "suite",
-        "the Wasm VM never panicked",
-        "no panic".to_owned(),
-        if log.contains("panicked") {
-            "panicked (see Envoy's log)".to_owned()
-        } else {
-            "no panic".to_owned()
-        },
-    ));
-    rows.push(Row::new(
-        "suite",
-        "a valid token is still accepted after the catalog",
-        "200 allow".to_owned(),
-        {
-            let token = forge::Spec::valid("ES256").mint();
-            let authorization = format!("Bearer {token}");
-            let exchange = stand.get("/attacks", &[("authorization", &authorization)]);
-            judge(&exchange, &catalog::allow(), &stand)
-        },
-    ));
-
-    rows.push(forged_log_lines_row(&stand));
-    // The access-log lines noted while judging (decision, subject, reason per request).
-    let access_log = panic::catch_unwind(AssertUnwindSafe(|| stand.finish()));
-    rows.push(Row::new(
-        "suite",
-        "every request's access-log line has its decision, subject and reason",
-        "as expected".to_owned(),
-        match access_log {
-            Ok(()) => "as expected".to_owned(),
-            Err(payload) => payload
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "access log check failed".to_owned()),
-        },
     ));
     print_report(&rows, started.elapsed());
     let mismatches: Vec<String> = rows
@@ -202,6 +205,69 @@ fn attacks_are_refused_through_envoy() {
         rows.len(),
         mismatches.join("\n  ")
     );
+}
+
+/// Runs every case through one Envoy whose filter verifies signatures as `crypto` says.
+fn run_catalog(canary: &Canary, cases: &[Case], crypto: Crypto) -> Vec<Row> {
+    let key_set = keys::main_key_set();
+    let stand = Stand::start("attacks", &configuration(&key_set, crypto));
+    let mut rows = vec![Row::new(
+        "suite",
+        "the signature backend in force",
+        format!("crypto.host = {}", crypto.host_gauge()),
+        format!(
+            "crypto.host = {}",
+            stand
+                .envoy
+                .stat("wasmcustom.wasm_jwt_authn.crypto.host")
+                .unwrap_or(u64::MAX)
+        ),
+    )];
+    rows.extend(
+        cases
+            .iter()
+            .map(|case| run_case(&stand, canary, case, crypto)),
+    );
+    let log = stand.envoy.log();
+    rows.extend(key_rows(&log, &key_set));
+    rows.push(Row::new(
+        "suite",
+        "the Wasm VM never panicked",
+        "no panic".to_owned(),
+        if log.contains("panicked") {
+            "panicked (see Envoy's log)".to_owned()
+        } else {
+            "no panic".to_owned()
+        },
+    ));
+    rows.push(Row::new(
+        "suite",
+        "a valid token is still accepted after the catalog",
+        "200 allow".to_owned(),
+        {
+            let token = forge::Spec::valid("ES256").mint();
+            let authorization = format!("Bearer {token}");
+            let exchange = stand.get("/attacks", &[("authorization", &authorization)]);
+            judge(&exchange, &catalog::allow(), &stand, crypto)
+        },
+    ));
+
+    rows.push(forged_log_lines_row(&stand));
+    // The access-log lines noted while judging (decision, subject, reason per request).
+    let access_log = panic::catch_unwind(AssertUnwindSafe(|| stand.finish()));
+    rows.push(Row::new(
+        "suite",
+        "every request's access-log line has its decision, subject and reason",
+        "as expected".to_owned(),
+        match access_log {
+            Ok(()) => "as expected".to_owned(),
+            Err(payload) => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "access log check failed".to_owned()),
+        },
+    ));
+    rows
 }
 
 /// Every access-log line starts with `id=` (the bootstrap's format); any other line was forged
@@ -241,7 +307,7 @@ fn align_to_second() {
     }
 }
 
-fn run_case(stand: &Stand, canary: &Canary, case: &Case) -> Row {
+fn run_case(stand: &Stand, canary: &Canary, case: &Case, crypto: Crypto) -> Row {
     if case.aligned {
         align_to_second();
     }
@@ -257,7 +323,7 @@ fn run_case(stand: &Stand, canary: &Canary, case: &Case) -> Row {
         .collect();
     let connections = canary.connections();
     let exchange = stand.get(case.path, &headers);
-    let mut got = judge(&exchange, &case.expect, stand);
+    let mut got = judge(&exchange, &case.expect, stand, crypto);
     if canary.connections() != connections {
         got.push_str("; the jku/x5u listener was contacted");
     }
@@ -266,7 +332,7 @@ fn run_case(stand: &Stand, canary: &Canary, case: &Case) -> Row {
 
 /// What happened to a request, in the form of [`Expect::summary`], followed by `; …` for
 /// anything around it that is wrong (so the row then mismatches).
-fn judge(exchange: &Exchange<'_>, expect: &Expect, stand: &Stand) -> String {
+fn judge(exchange: &Exchange<'_>, expect: &Expect, stand: &Stand, crypto: Crypto) -> String {
     let response = &exchange.response;
     let body: Option<Value> = serde_json::from_slice(&response.body).ok();
     let reason = body
@@ -283,8 +349,20 @@ fn judge(exchange: &Exchange<'_>, expect: &Expect, stand: &Stand) -> String {
             problems.push(format!("counters moved: {:?}", exchange.counter_changes));
         }
     };
+    let cache_moved: Vec<&String> = exchange.cache_changes.keys().collect();
     let summary = if response.status == 200 && exchange.upstream.len() == 1 {
         counters(&["allowed"]);
+        // With the cache on, an allowed token is either remembered or verified, never both.
+        let cache_ok = match crypto {
+            Crypto::HostWithCache => {
+                exchange.cache_changes.len() == 1
+                    && exchange.cache_changes.values().all(|change| *change == 1)
+            }
+            Crypto::PortableWithoutCache => exchange.cache_changes.is_empty(),
+        };
+        if !cache_ok {
+            problems.push(format!("token cache counters moved: {cache_moved:?}"));
+        }
         if let Expect::Allow { subject, headers } = expect {
             let received = &exchange.upstream[0];
             for (name, value) in headers {
@@ -305,6 +383,9 @@ fn judge(exchange: &Exchange<'_>, expect: &Expect, stand: &Stand) -> String {
     } else if let Some(reason) = reason {
         let claim = body.as_ref().and_then(|body| body["claim"].as_str());
         counters(&[&format!("denied.{reason}")]);
+        if !cache_moved.is_empty() {
+            problems.push(format!("token cache counters moved: {cache_moved:?}"));
+        }
         check_denial(exchange, &reason, claim, &mut problems);
         stand.expect_log(&exchange.id, response.status, "deny", "-", &reason);
         let claim = claim.map(|claim| format!("({claim})")).unwrap_or_default();

@@ -25,11 +25,13 @@
 mod support;
 
 use serde_json::{json, Value};
+use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::config::{Config, KeySource, ProviderIndex};
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup};
+use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
 use wasm_jwt_authn::jwks::KeySet;
 use wasm_jwt_authn::remote::KeysNow;
 use wasm_jwt_authn::token::{self, Request};
+use wasm_jwt_authn::token_cache::TokenCache;
 use wasm_jwt_authn::verify::{self, UnixSeconds};
 
 use support::{jwks, sign_raw, token, TestKey};
@@ -243,7 +245,21 @@ fn decide(config: &Config, remote: &AlwaysFresh, carrier: Carrier, token: &str) 
         path: &path,
         headers: &headers,
     };
-    authenticate(config, remote, &request, NOW, Attempt::First)
+    authenticate_portably(config, remote, &request)
+}
+
+/// Decides with the portable signature code and no token cache.
+fn authenticate_portably(
+    config: &Config,
+    remote: &dyn RemoteKeyLookup,
+    request: &Request<'_>,
+) -> Decision {
+    let mut services = Services {
+        remote_keys: remote,
+        signatures: &Portable,
+        token_cache: &mut TokenCache::new(0),
+    };
+    authenticate(config, &mut services, request, NOW, Attempt::First)
 }
 
 /// The token the filter picks out of the request that carries `token`.
@@ -361,7 +377,7 @@ fn mutated_tokens_are_never_allowed_unless_the_filter_sees_a_signed_token_unchan
                 let KeySource::Inline(keys) = &provider.keys else {
                     continue;
                 };
-                if verify::verify(untrusted.clone(), provider, keys, NOW).is_ok() {
+                if verify::verify(untrusted.clone(), provider, keys, NOW, &Portable).is_ok() {
                     assert!(
                         texts.contains(&mutated.as_str()),
                         "case {case}: the mutated token {mutated:?} verified for {}",
@@ -654,9 +670,7 @@ fn mutated_key_sets_never_verify_a_token_without_its_original_key() {
                 path: "/",
                 headers: &headers,
             };
-            if let Decision::Allow(_) =
-                authenticate(&config, &remote, &request, NOW, Attempt::First)
-            {
+            if let Decision::Allow(_) = authenticate_portably(&config, &remote, &request) {
                 allowed += 1;
                 let holds_it = set.keys().iter().any(|candidate| {
                     candidate.id.as_deref() == Some(key.kid())

@@ -42,7 +42,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, Algorithm, SignatureError};
+use wasm_jwt_authn::alg::{self, Algorithm, Portable, SignatureError};
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
 
@@ -382,8 +382,9 @@ fn verify_primitive(
         return Verdict::NoCompatibleKey;
     }
     match alg::verify_signature(
+        &Portable,
         algorithm,
-        &key.public_key,
+        key,
         &hex(&vector.msg),
         &hex(&vector.sig),
     ) {
@@ -416,7 +417,7 @@ fn select_and_verify(
         .into_iter()
         .filter(|key| key.accepts(header.algorithm))
     {
-        match alg::verify_signature(header.algorithm, &key.public_key, signing_input, signature) {
+        match alg::verify_signature(&Portable, header.algorithm, key, signing_input, signature) {
             Ok(()) => return Verdict::Accepted,
             Err(error) => last_error = Some(error),
         }

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use wasm_jwt_authn::config::{Config, ProviderIndex};
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup};
+use wasm_jwt_authn::alg::Portable;
+use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
+use wasm_jwt_authn::token_cache::TokenCache;
 use wasm_jwt_authn::jwks::KeySet;
 use wasm_jwt_authn::remote::KeysNow;
 use wasm_jwt_authn::token::Request;
@@ -160,10 +162,18 @@ pub fn decide_fully(
     remote: &dyn RemoteKeyLookup,
     request: &Request<'_>,
 ) -> Decision {
-    let first = authenticate(config, remote, request, NOW, Attempt::First);
+    let decide = |attempt| {
+        let mut services = Services {
+            remote_keys: remote,
+            signatures: &Portable,
+            token_cache: &mut TokenCache::new(0),
+        };
+        authenticate(config, &mut services, request, NOW, attempt)
+    };
+    let first = decide(Attempt::First);
     render(config, &first);
     if let Decision::Wait(_) = first {
-        let after_wait = authenticate(config, remote, request, NOW, Attempt::AfterWait);
+        let after_wait = decide(Attempt::AfterWait);
         assert!(
             !matches!(after_wait, Decision::Wait(_)),
             "a request waits at most once"

@@ -13,6 +13,7 @@
 //! our own bindings of the ABI is a known follow-up.
 
 mod apply;
+mod crypto;
 mod http;
 mod keys;
 mod stats;
@@ -26,8 +27,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::Config;
-use crate::decision::{self, Attempt, Decision};
+use crate::decision::{self, Attempt, Decision, Services};
+use crate::token_cache::TokenCache;
 
+use self::crypto::{Signatures, Verifier};
 use self::http::AuthnHttpContext;
 use self::keys::{KeyStore, OwnedRequest};
 use self::stats::Stats;
@@ -76,7 +79,21 @@ impl Shared {
     /// Decides a request against this configuration and the keys this worker has now.
     fn decide(&self, request: &OwnedRequest, now: i64, attempt: Attempt) -> Decision {
         let keys = self.keys.borrow();
-        decision::authenticate(&self.config, &*keys, &request.view(), now, attempt)
+        let mut token_cache = self.token_cache.borrow_mut();
+        let verifier = Verifier {
+            signatures: self.signatures,
+            stats: &self.stats,
+            context_id: self.root_context_id,
+        };
+        let mut services = Services {
+            remote_keys: &*keys,
+            signatures: &verifier,
+            token_cache: &mut token_cache,
+        };
+        let decision =
+            decision::authenticate(&self.config, &mut services, &request.view(), now, attempt);
+        self.stats.record_decision(&decision, &token_cache);
+        decision
     }
 }
 
@@ -88,6 +105,10 @@ struct Shared {
     config: Config,
     stats: Stats,
     keys: RefCell<KeyStore>,
+    /// Which code verifies signatures, chosen once per configuration.
+    signatures: Signatures,
+    /// Verified tokens of this configuration.
+    token_cache: RefCell<TokenCache>,
     /// The root context that owns this state: key fetches and wake-ups run in it.
     root_context_id: u32,
 }
@@ -178,13 +199,18 @@ impl RootContext for AuthnRoot {
                 return false;
             }
         }
+        let signatures = Signatures::choose(loaded.config.crypto, self.context_id);
+        stats.record_crypto_backend(signatures == Signatures::Host);
         log(
             LogLevel::Info,
             self.context_id,
             &format!(
-                "configured {} provider(s), {} rule(s)",
+                "wasm-jwt-authn {}: configured {} provider(s), {} rule(s); signatures by {} crypto; token cache of {} entries",
+                env!("CARGO_PKG_VERSION"),
                 loaded.config.providers.len(),
-                loaded.config.rules.len()
+                loaded.config.rules.len(),
+                signatures.name(),
+                loaded.config.token_cache_entries,
             ),
         );
         if let Some(previous) = self.state.take() {
@@ -192,9 +218,11 @@ impl RootContext for AuthnRoot {
         }
         self.state = Some(Rc::new(Shared {
             root_context_id: self.context_id,
+            token_cache: RefCell::new(TokenCache::new(loaded.config.token_cache_entries)),
             config: loaded.config,
             stats,
             keys: RefCell::new(keys),
+            signatures,
         }));
         true
     }

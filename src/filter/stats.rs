@@ -4,13 +4,21 @@
 //! fetch outcomes, and per provider the gauges `wasm_jwt_authn.jwks.<provider>.age_seconds`
 //! (since the keys in force were fetched) and `wasm_jwt_authn.jwks.<provider>.stale` (1 while
 //! keys past their refresh time are in use because fetches fail).
+//!
+//! Performance: `wasm_jwt_authn.token_cache.hit` / `.miss` (allowed requests whose token was
+//! remembered / verified while the cache is on), the gauges `wasm_jwt_authn.token_cache.entries`
+//! and `wasm_jwt_authn.memory_bytes` (the VM's linear memory, a high-water mark), recorded every
+//! 256 decisions; `wasm_jwt_authn.crypto.host` (1 when the host verifies `RS*`/`ES*`) and the
+//! counter `wasm_jwt_authn.crypto.host_fallback` (host calls that failed and were verified
+//! portably instead).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::config::{Config, KeySource, ProviderIndex};
-use crate::decision::Reason;
+use crate::decision::{Decision, Reason, Verification};
 use crate::remote::FetchError;
+use crate::token_cache::TokenCache;
 
 pub(crate) struct Stats {
     allowed: u32,
@@ -18,6 +26,14 @@ pub(crate) struct Stats {
     internal_error: u32,
     fetch_success: u32,
     keys_adopted: u32,
+    token_cache_hit: u32,
+    token_cache_miss: u32,
+    token_cache_entries: u32,
+    memory_bytes: u32,
+    crypto_host: u32,
+    host_crypto_fallback: u32,
+    /// Decisions since the gauges were last recorded.
+    decisions_since_gauges: std::cell::Cell<u32>,
     /// Per provider; `None` for inline keys.
     key_gauges: Vec<Option<KeyGauges>>,
     /// Indexed like [`FetchError::ALL`].
@@ -51,6 +67,13 @@ impl Stats {
             internal_error: counter("wasm_jwt_authn.internal_error")?,
             fetch_success: counter("wasm_jwt_authn.jwks.fetch_success")?,
             keys_adopted: counter("wasm_jwt_authn.jwks.adopted_from_other_worker")?,
+            token_cache_hit: counter("wasm_jwt_authn.token_cache.hit")?,
+            token_cache_miss: counter("wasm_jwt_authn.token_cache.miss")?,
+            token_cache_entries: gauge("wasm_jwt_authn.token_cache.entries")?,
+            memory_bytes: gauge("wasm_jwt_authn.memory_bytes")?,
+            crypto_host: gauge("wasm_jwt_authn.crypto.host")?,
+            host_crypto_fallback: counter("wasm_jwt_authn.crypto.host_fallback")?,
+            decisions_since_gauges: std::cell::Cell::new(0),
             key_gauges,
             fetch_failure: FetchError::ALL
                 .iter()
@@ -103,6 +126,42 @@ impl Stats {
         }
     }
 
+    /// Counts a token-cache hit or miss for an allowed request, and every
+    /// [`GAUGE_INTERVAL`] decisions records the cache size and the VM's memory.
+    pub(crate) fn record_decision(&self, decision: &Decision, cache: &TokenCache) {
+        if let Decision::Allow(allowed) = decision {
+            match allowed.verification {
+                Verification::CacheHit => Self::increment(self.token_cache_hit),
+                Verification::Signature if cache.is_enabled() => {
+                    Self::increment(self.token_cache_miss);
+                }
+                Verification::Signature | Verification::Anonymous => {}
+            }
+        }
+        let count = self.decisions_since_gauges.get().wrapping_add(1);
+        if count >= GAUGE_INTERVAL {
+            self.decisions_since_gauges.set(0);
+            self.record_gauges(cache.len());
+        } else {
+            self.decisions_since_gauges.set(count);
+        }
+    }
+
+    /// Records the token cache's size and the VM's linear memory.
+    pub(crate) fn record_gauges(&self, cache_entries: usize) {
+        let entries = u64::try_from(cache_entries).unwrap_or(u64::MAX);
+        let _ = hostcalls::record_metric(self.token_cache_entries, entries);
+        let _ = hostcalls::record_metric(self.memory_bytes, memory_bytes());
+    }
+
+    pub(crate) fn record_crypto_backend(&self, host: bool) {
+        let _ = hostcalls::record_metric(self.crypto_host, u64::from(host));
+    }
+
+    pub(crate) fn count_host_crypto_fallback(&self) {
+        Self::increment(self.host_crypto_fallback);
+    }
+
     /// Records the age of a provider's keys and whether they are stale.
     pub(crate) fn record_keys(&self, provider: ProviderIndex, age_seconds: u64, stale: bool) {
         if let Some(Some(gauges)) = self.key_gauges.get(provider) {
@@ -114,6 +173,25 @@ impl Stats {
     fn increment(id: u32) {
         // A lost increment is better than a failed request.
         let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// How many decisions pass between two recordings of the size gauges: often enough to follow
+/// a flood, rarely enough to cost nothing per request.
+const GAUGE_INTERVAL: u32 = 256;
+
+/// The VM's linear memory in bytes. Wasm memory only grows, so this is the high-water mark.
+fn memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let pages = core::arch::wasm32::memory_size(0);
+        u64::try_from(pages)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(65_536)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0
     }
 }
 

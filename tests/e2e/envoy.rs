@@ -323,9 +323,13 @@ impl Envoy {
     }
 
     /// Every counter the filter defined, by its name without [`COUNTER_PREFIX`]
-    /// (`allowed`, `denied.expired`, …).
+    /// (`allowed`, `denied.expired`, …). Gauges (`memory_bytes`, …) are not counters.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let stats = http::get(self.admin(), "/stats?format=json&filter=wasmcustom").json();
+        let stats = http::get(
+            self.admin(),
+            "/stats?format=json&type=Counters&filter=wasmcustom",
+        )
+        .json();
         stats["stats"]
             .as_array()
             .into_iter()

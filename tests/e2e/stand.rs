@@ -126,14 +126,14 @@ impl Stand {
         let before = self.envoy.counters();
         let response = self.envoy.send(method, target, &headers, body);
         let after = self.envoy.counters();
-        let counter_changes = after
+        let (cache_changes, counter_changes) = after
             .iter()
             .filter_map(|(name, value)| {
                 let earlier = before.get(name).copied().unwrap_or(0);
                 (*value != earlier)
                     .then(|| (name.clone(), i128::from(*value) - i128::from(earlier)))
             })
-            .collect();
+            .partition(|(name, _)| name.starts_with("token_cache."));
         Exchange {
             stand: self,
             id: id.clone(),
@@ -141,6 +141,7 @@ impl Stand {
             response,
             upstream: self.upstream.take(),
             counter_changes,
+            cache_changes,
         }
     }
 
@@ -204,8 +205,10 @@ pub struct Exchange<'a> {
     target: String,
     pub response: Response,
     pub upstream: Vec<ReceivedRequest>,
-    /// Counter (name without the `wasmcustom.wasm_jwt_authn.` prefix) → change.
+    /// Counter (name without the `wasmcustom.wasm_jwt_authn.` prefix) → change; the token
+    /// cache's counters are apart, in `cache_changes`, as they move on top of `allowed`.
     pub counter_changes: BTreeMap<String, i128>,
+    pub cache_changes: BTreeMap<String, i128>,
 }
 
 impl Exchange<'_> {
@@ -325,6 +328,18 @@ impl Exchange<'_> {
             self.counter_changes, expected,
             "{}: counter changes (wasmcustom.wasm_jwt_authn.*)",
             self.target
+        );
+        // The token cache counts allowed tokens only, each as a hit or a miss (or not at all
+        // with the cache off).
+        let cache_expected = if counters == ["allowed"] {
+            self.cache_changes.len() <= 1 && self.cache_changes.values().all(|change| *change == 1)
+        } else {
+            self.cache_changes.is_empty()
+        };
+        assert!(
+            cache_expected,
+            "{}: token cache counter changes {:?}",
+            self.target, self.cache_changes
         );
     }
 }

@@ -161,6 +161,14 @@ pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Decodes unpadded base64url (fixture JWK members).
+pub fn b64url_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .expect("base64url")
+}
+
 /// A compact JWS of exactly these header and payload texts, signed by `key` under `alg`.
 pub fn sign_raw(alg: &str, key: TestKey, header: &str, payload: &str) -> String {
     let signing_input = format!(

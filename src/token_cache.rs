@@ -1,0 +1,216 @@
+//! Verified tokens remembered, so a client that sends the same token again costs a hash and a
+//! lookup instead of a parse and a signature check.
+//!
+//! What makes a hit safe:
+//! - **Keyed by SHA-256 of the whole token.** Collisions are infeasible, so a hit is the very
+//!   token that was verified (a cheaper, non-cryptographic hash would let a forger aim for a
+//!   collision with a cached token).
+//! - **Only successes are stored**, so a flood of bad tokens never touches the cache.
+//! - **Bound to the provider and the key.** A hit counts only while the provider's current
+//!   key set still holds the key that verified it (by [`KeyFingerprint`]): a key that leaves
+//!   the JWKS takes its cached tokens with it, on the next request that presents one.
+//! - **Time claims re-checked** on every hit, with the provider's clock skew.
+//! - **Everything else is fixed by the token and the configuration** (issuer, audience, type,
+//!   algorithm, claims), and the cache lives and dies with one configuration.
+//! - Per-request checks (rule, accepted providers, token source) run on hits as on misses.
+//!
+//! Memory is bounded: at most `capacity` entries, the oldest evicted first (first in, first
+//! out: under a flood of distinct valid tokens an LRU would evict just as much, at the cost of
+//! bookkeeping on every hit).
+
+use std::collections::{HashMap, VecDeque};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::config::ProviderIndex;
+use crate::jwks::KeyFingerprint;
+use crate::verify::Lifetime;
+
+/// Defaults to 1 000 entries: a few hundred kilobytes for typical tokens (see the README).
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000;
+
+/// The most entries a configuration may ask for.
+pub const MAX_ENTRIES_LIMIT: usize = 1_000_000;
+
+/// SHA-256 of a token's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+/// What a verification established, enough to allow the request again without redoing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    pub provider: ProviderIndex,
+    /// The key that verified the signature.
+    pub key: KeyFingerprint,
+    pub lifetime: Lifetime,
+    /// The verified `sub`, when safe to log.
+    pub subject: Option<String>,
+    /// The identity headers (claims and payload headers) the upstream receives.
+    pub identity_headers: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    token: CachedToken,
+    /// Which insertion this is, to tell it apart from stale entries of the eviction queue.
+    sequence: u64,
+}
+
+/// A bounded map from token digests to verification results.
+#[derive(Debug)]
+pub struct TokenCache {
+    capacity: usize,
+    slots: HashMap<TokenDigest, Slot>,
+    /// Insertion order for eviction; may hold entries already removed (their sequence no
+    /// longer matches), and is compacted when it grows past twice the capacity.
+    insertion_order: VecDeque<(TokenDigest, u64)>,
+    next_sequence: u64,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens; 0 disables caching.
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            capacity,
+            slots: HashMap::new(),
+            insertion_order: VecDeque::new(),
+            next_sequence: 0,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The digest to look `token` up by, or `None` when caching is off (no hashing then).
+    pub fn digest(&self, token: &str) -> Option<TokenDigest> {
+        self.is_enabled()
+            .then(|| TokenDigest(Sha256::digest(token.as_bytes()).into()))
+    }
+
+    pub fn get(&self, digest: &TokenDigest) -> Option<&CachedToken> {
+        self.slots.get(digest).map(|slot| &slot.token)
+    }
+
+    pub fn remove(&mut self, digest: &TokenDigest) {
+        self.slots.remove(digest);
+    }
+
+    /// Remembers a verification, evicting the oldest entries to stay within capacity.
+    pub fn insert(&mut self, digest: TokenDigest, token: CachedToken) {
+        if !self.is_enabled() {
+            return;
+        }
+        while self.slots.len() >= self.capacity && !self.slots.contains_key(&digest) {
+            let Some((oldest, sequence)) = self.insertion_order.pop_front() else {
+                break;
+            };
+            if self
+                .slots
+                .get(&oldest)
+                .is_some_and(|slot| slot.sequence == sequence)
+            {
+                self.slots.remove(&oldest);
+            }
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        self.slots.insert(digest, Slot { token, sequence });
+        self.insertion_order.push_back((digest, sequence));
+        if self.insertion_order.len() > self.capacity.saturating_mul(2) {
+            let slots = &self.slots;
+            self.insertion_order.retain(|(digest, sequence)| {
+                slots
+                    .get(digest)
+                    .is_some_and(|slot| slot.sequence == *sequence)
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn entry(provider: ProviderIndex) -> CachedToken {
+        CachedToken {
+            provider,
+            key: [7; 32],
+            lifetime: Lifetime {
+                expires_at: Some(2_000_000_000),
+                not_before: None,
+                issued_at: None,
+            },
+            subject: Some("a client".to_owned()),
+            identity_headers: vec![("x-jwt-sub".to_owned(), "a client".to_owned())],
+        }
+    }
+
+    #[test]
+    fn a_disabled_cache_neither_hashes_nor_stores() {
+        let mut cache = TokenCache::new(0);
+        assert_eq!(cache.digest("a.b.c"), None);
+        let digest = TokenCache::new(1).digest("a.b.c").unwrap();
+        cache.insert(digest, entry(0));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_hit_is_the_same_token_only() {
+        let mut cache = TokenCache::new(10);
+        let digest = cache.digest("a.b.c").unwrap();
+        cache.insert(digest, entry(1));
+        assert_eq!(cache.get(&cache.digest("a.b.c").unwrap()), Some(&entry(1)));
+        assert_eq!(cache.get(&cache.digest("a.b.d").unwrap()), None);
+        assert_eq!(cache.get(&cache.digest("a.b.c ").unwrap()), None);
+        cache.remove(&digest);
+        assert_eq!(cache.get(&digest), None);
+    }
+
+    #[test]
+    fn a_flood_of_distinct_tokens_stays_within_capacity_oldest_out_first() {
+        let mut cache = TokenCache::new(100);
+        for index in 0..100_000 {
+            let digest = cache.digest(&format!("token-{index}")).unwrap();
+            cache.insert(digest, entry(0));
+            assert!(cache.len() <= 100);
+            assert!(cache.insertion_order.len() <= 200);
+        }
+        assert_eq!(cache.len(), 100);
+        assert!(cache.get(&cache.digest("token-99899").unwrap()).is_none());
+        assert!(cache.get(&cache.digest("token-99900").unwrap()).is_some());
+        assert!(cache.get(&cache.digest("token-99999").unwrap()).is_some());
+    }
+
+    #[test]
+    fn removals_and_reinsertions_keep_the_queue_bounded() {
+        let mut cache = TokenCache::new(3);
+        let digest = cache.digest("same").unwrap();
+        for _ in 0..1_000 {
+            cache.insert(digest, entry(0));
+            cache.remove(&digest);
+            cache.insert(digest, entry(0));
+            assert!(cache.insertion_order.len() <= 6);
+        }
+        assert_eq!(cache.len(), 1);
+        // A re-inserted token is not evicted by its own earlier, stale queue entries.
+        for name in ["one", "two"] {
+            let other = cache.digest(name).unwrap();
+            cache.insert(other, entry(0));
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&digest).is_some());
+    }
+}
