@@ -75,8 +75,11 @@ fuzz: ## fuzz the token, JWKS, config, discovery and shared-record parsers, each
 # `make test`. Seeds: fuzz/corpus/ (committed); crashes land in fuzz/artifacts/.
 	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) scripts/fuzz.sh
 
-bench: ## benchmarks against Envoy's native jwt_authn (not yet: they come in a later issue)
-	@echo "bench: no benchmarks yet; they come in a later issue"
+bench: build ## benchmark one Envoy worker: no auth vs native jwt_authn vs the filter; table in bench/results.md
+# Reports, never fails on slow numbers; BENCH_ROUNDS, BENCH_DURATION, BENCH_REFERENCE_WASM, …:
+# bench/README.md. Several minutes: not part of `make test`.
+	@scripts/setup.sh envoy apt
+	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) python3 scripts/bench.py
 
 clean: ## remove build outputs (target/); keeps the tools in .venv/
 	cargo clean
