@@ -8,6 +8,8 @@ SHELL := bash
 .NOTPARALLEL:
 
 WASM := target/wasm32-wasip1/release/wasm_jwt_authn.wasm
+# The benchmark's baseline build (`--features reference-rsa`), apart from the artifact.
+REFERENCE_WASM := target/reference/wasm32-wasip1/release/wasm_jwt_authn.wasm
 # The Envoy the end-to-end tests and demos run; set ENVOY_BIN to use another build.
 ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 # rustc 1.95 emits these Wasm features for wasm32-wasip1 (`rustc --print cfg --target
@@ -76,10 +78,17 @@ fuzz: ## fuzz the token, JWKS, config, discovery and shared-record parsers, each
 	FUZZ_SECONDS=$(or $(FUZZ_SECONDS),60) scripts/fuzz.sh
 
 bench: build ## benchmark one Envoy worker: no auth vs native jwt_authn vs the filter; table in bench/results.md
-# Reports, never fails on slow numbers; BENCH_ROUNDS, BENCH_DURATION, BENCH_REFERENCE_WASM, …:
-# bench/README.md. Several minutes: not part of `make test`.
+# Reports, never fails on slow numbers; BENCH_ROUNDS, BENCH_DURATION, …: bench/README.md.
+# Several minutes: not part of `make test`. The `portable-reference` row is the same filter
+# built with `--features reference-rsa` (RSA through jwt-compact and the `rsa` crate), into
+# its own target directory so it never replaces the artifact.
 	@scripts/setup.sh envoy apt
-	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) python3 scripts/bench.py
+	cargo build --release --target wasm32-wasip1 --features reference-rsa --target-dir target/reference
+	@if command -v wasm-opt >/dev/null; then \
+		wasm-opt $(WASM_OPT_FLAGS) $(REFERENCE_WASM) -o $(REFERENCE_WASM).opt && mv $(REFERENCE_WASM).opt $(REFERENCE_WASM); \
+	fi
+	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
+		BENCH_REFERENCE_WASM=$${BENCH_REFERENCE_WASM-$(CURDIR)/$(REFERENCE_WASM)} python3 scripts/bench.py
 
 clean: ## remove build outputs (target/); keeps the tools in .venv/
 	cargo clean

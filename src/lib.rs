@@ -59,5 +59,8 @@ pub use es384::{Es384, Es384Signature};
 
 // The proxy-wasm adapter. Not built for wasm32-unknown-unknown, where the core's tests run
 // under Node: there the host functions it imports do not exist.
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+#[cfg(all(
+    feature = "filter",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
 pub mod filter;
