@@ -2,8 +2,7 @@
 //! or answer in the filter's place. Used on a request's first pass and, through
 //! `set_effective_context`, when the root context wakes a request that waited for keys.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
+use super::abi::{self, LogLevel, MapType};
 
 use crate::decision::{Allowed, Denial};
 
@@ -28,18 +27,15 @@ pub(crate) fn allow(shared: &Shared, context_id: u32, allowed: &Allowed) -> Appl
     let edits = &allowed.edits;
     let mut result = Ok(());
     for name in &edits.remove_headers {
-        result =
-            result.and_then(|()| hostcalls::remove_map_value(MapType::HttpRequestHeaders, name));
+        result = result.and_then(|()| abi::remove_map_value(MapType::HttpRequestHeaders, name));
     }
     for (name, value) in &edits.set_headers {
-        result = result.and_then(|()| {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-        });
+        result =
+            result.and_then(|()| abi::replace_map_value(MapType::HttpRequestHeaders, name, value));
     }
     if let Some(path) = &edits.path {
-        result = result.and_then(|()| {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))
-        });
+        result = result
+            .and_then(|()| abi::replace_map_value(MapType::HttpRequestHeaders, ":path", path));
     }
     if let Err(status) = result {
         return fail_closed(
@@ -112,7 +108,7 @@ fn send(context_id: u32, status: u32, headers: &[(String, String)], body: &str) 
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    if let Err(status) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
+    if let Err(status) = abi::send_http_response(status, &headers, body.as_bytes()) {
         log(
             LogLevel::Error,
             context_id,
@@ -125,5 +121,5 @@ fn send(context_id: u32, status: u32, headers: &[(String, String)], body: &str) 
 fn set_property(name: &str, value: &str) {
     // Observability only, so a refusal is ignored. (The SDK turns most non-Ok statuses into a
     // panic before we see them; a host that answers `NotFound` for filter state returns here.)
-    let _ = hostcalls::set_property(vec![name], Some(value.as_bytes()));
+    let _ = abi::set_property(name, value.as_bytes());
 }

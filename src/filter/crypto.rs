@@ -6,8 +6,7 @@
 //! verifies. The form of every signature is checked in Rust before the host sees it
 //! ([`crate::alg::check`]), so both backends give the same verdicts.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, Status};
+use super::abi::{self, LogLevel, Status};
 
 use crate::alg::{CheckedSignature, Portable, SignatureVerifier};
 use crate::config::CryptoBackend;
@@ -84,7 +83,7 @@ enum HostFailure {
 }
 
 fn call_host(arguments: &[u8]) -> Result<bool, HostFailure> {
-    let answer = hostcalls::call_foreign_function(host_crypto::FUNCTION_NAME, Some(arguments))
+    let answer = abi::call_foreign_function(host_crypto::FUNCTION_NAME, arguments)
         .map_err(HostFailure::Status)?
         .ok_or(HostFailure::NoAnswer)?;
     host_crypto::decode_result(&answer).map_err(|_| HostFailure::MalformedAnswer)

@@ -3,9 +3,7 @@
 
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use super::abi::{self, Action, MapType};
 
 use crate::decision::{Attempt, Decision, Reason};
 
@@ -31,7 +29,10 @@ impl AuthnHttpContext {
 
 impl AuthnHttpContext {
     /// `Pause` while the request is parked with the key store, `Continue` once it was woken.
-    fn hold_while_parked(&self) -> Action {
+    /// For the request's body and trailers: while the request waits for keys they wait too,
+    /// since a host that delivered them despite the paused headers must not push an
+    /// unauthenticated request along.
+    pub(crate) fn hold_while_parked(&mut self) -> Action {
         let parked = self.waiting
             && self
                 .shared
@@ -57,29 +58,17 @@ fn action(applied: Applied) -> Action {
     }
 }
 
-impl Context for AuthnHttpContext {
-    fn on_done(&mut self) -> bool {
+impl AuthnHttpContext {
+    /// The request is over: a request still waiting for keys leaves the wait list.
+    pub(crate) fn on_done(&mut self) {
         if self.waiting {
             if let Some(shared) = &self.shared {
                 shared.keys.borrow_mut().forget(self.context_id);
             }
         }
-        true
-    }
-}
-
-impl HttpContext for AuthnHttpContext {
-    // While the request waits for keys, its body and trailers wait too: a host that delivered
-    // them despite the paused headers must not push an unauthenticated request along.
-    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        self.hold_while_parked()
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.hold_while_parked()
-    }
-
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub(crate) fn on_http_request_headers(&mut self) -> Action {
         let context_id = self.context_id;
         let Some(shared) = self.shared.clone() else {
             return action(apply::fail_closed_unconfigured(
@@ -92,7 +81,7 @@ impl HttpContext for AuthnHttpContext {
         // a replacement character never decodes as base64url. (Header names are still
         // converted with `unwrap` inside the SDK; Envoy's codecs admit only RFC 9110 token
         // characters in names, so that cannot fail there.)
-        let request = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        let request = match abi::get_map_bytes(MapType::HttpRequestHeaders) {
             Ok(pairs) => OwnedRequest::from_headers(pairs),
             Err(status) => {
                 let message = format!("cannot read request headers: {status:?}");

@@ -11,10 +11,9 @@
 //!   read when it took the lease, so a slow worker can never overwrite newer news; the others
 //!   adopt it on their next tick (200 ms) instead of fetching.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use super::abi::{self, BufferType, LogLevel, MapType};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{Config, KeySource, Provider, ProviderIndex};
@@ -125,9 +124,8 @@ fn record_names(provider: &Provider, remote: &RemoteKeys) -> (String, String) {
 /// A value in `0..1000` from the host clock's sub-second part: spreads refreshes across
 /// proxies that started together.
 fn jitter_permille() -> u64 {
-    hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |elapsed| u64::from(elapsed.subsec_millis()))
 }
 
@@ -183,8 +181,8 @@ impl KeyStore {
                 (&remote.lease_record, FREE_LEASE.to_vec()),
                 (&remote.keys_record, empty.encode()),
             ] {
-                if let Ok((None, _)) = hostcalls::get_shared_data(name) {
-                    let _ = hostcalls::set_shared_data(name, Some(&value), None);
+                if let Ok((None, _)) = abi::get_shared_data(name) {
+                    let _ = abi::set_shared_data(name, &value, None);
                 }
             }
         }
@@ -245,13 +243,13 @@ impl KeyStore {
 
 /// Decides a woken request again, in its own context, and lets it go on or answers it.
 fn wake(shared: &Shared, waiter: &Waiter<OwnedRequest>, now: UnixSeconds) {
-    if hostcalls::set_effective_context(waiter.context_id).is_err() {
+    if abi::set_effective_context(waiter.context_id).is_err() {
         return; // The stream is gone.
     }
     let decision = shared.decide(&waiter.request, now, Attempt::AfterWait);
     let applied = apply_decision(shared, waiter.context_id, &decision);
     if applied == Applied::Forward {
-        if let Err(status) = hostcalls::resume_http_request() {
+        if let Err(status) = abi::resume_http_request() {
             log(
                 LogLevel::Error,
                 waiter.context_id,
@@ -311,7 +309,7 @@ fn wake_all(shared: &Shared, waiters: &[Waiter<OwnedRequest>], now: UnixSeconds)
     }
     if !waiters.is_empty() {
         // Hand the host back the root context that called us.
-        let _ = hostcalls::set_effective_context(shared.root_context_id);
+        let _ = abi::set_effective_context(shared.root_context_id);
     }
 }
 
@@ -328,7 +326,7 @@ fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderInde
     let Some(Some(remote)) = store.remote.get_mut(provider) else {
         return;
     };
-    let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&remote.keys_record) else {
+    let Ok((Some(bytes), cas)) = abi::get_shared_data(&remote.keys_record) else {
         return;
     };
     if cas.is_some() && cas == remote.seen_cas {
@@ -404,11 +402,9 @@ fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, n
         ("accept", "application/json"),
         ("user-agent", "wasm-jwt-authn"),
     ];
-    let dispatched = hostcalls::dispatch_http_call(
+    let dispatched = abi::dispatch_http_call(
         &request.upstream,
-        headers,
-        None,
-        vec![],
+        &headers,
         Duration::from_millis(request.timeout_ms),
     );
     match dispatched {
@@ -438,7 +434,7 @@ fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, n
 
 /// Takes the lease by compare-and-swap, for up to `until`.
 fn take_lease(record: &str, worker: u64, now: UnixSeconds, until: UnixSeconds) -> bool {
-    let Ok((current, Some(cas))) = hostcalls::get_shared_data(record) else {
+    let Ok((current, Some(cas))) = abi::get_shared_data(record) else {
         return false;
     };
     if !Lease::can_take(current.as_deref(), worker, now) {
@@ -448,14 +444,14 @@ fn take_lease(record: &str, worker: u64, now: UnixSeconds, until: UnixSeconds) -
         holder: worker,
         expires_at: until,
     };
-    hostcalls::set_shared_data(record, Some(&lease.encode()), Some(cas)).is_ok()
+    abi::set_shared_data(record, &lease.encode(), Some(cas)).is_ok()
 }
 
 /// Frees the lease if this worker still holds it.
 fn release_lease(record: &str, worker: u64) {
-    if let Ok((Some(current), Some(cas))) = hostcalls::get_shared_data(record) {
+    if let Ok((Some(current), Some(cas))) = abi::get_shared_data(record) {
         if Lease::decode(&current).is_some_and(|lease| lease.holder == worker) {
-            let _ = hostcalls::set_shared_data(record, Some(FREE_LEASE), Some(cas));
+            let _ = abi::set_shared_data(record, FREE_LEASE, Some(cas));
         }
     }
 }
@@ -480,7 +476,7 @@ pub(crate) fn on_call_response(
     let Some(provider) = provider else {
         return; // An answer to a call given up on.
     };
-    let headers = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers = abi::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
     let header = |name: &str| {
         headers
             .iter()
@@ -494,7 +490,7 @@ pub(crate) fn on_call_response(
         _ => Some(body_size.min(STATUS_BODY_PREFIX)),
     };
     let body = readable.map(|size| {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        abi::get_buffer(BufferType::HttpCallResponseBody, 0, size)
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -581,9 +577,9 @@ fn finish_fetch(
         };
         let started_from = remote.call.take().and_then(|(_, cas)| cas);
         let record = remote.fetcher.to_share().encode();
-        if hostcalls::set_shared_data(&remote.keys_record, Some(&record), started_from).is_ok() {
+        if abi::set_shared_data(&remote.keys_record, &record, started_from).is_ok() {
             // Our own publication is not news to us.
-            if let Ok((_, cas)) = hostcalls::get_shared_data(&remote.keys_record) {
+            if let Ok((_, cas)) = abi::get_shared_data(&remote.keys_record) {
                 remote.seen_cas = cas;
             }
         }
@@ -620,7 +616,7 @@ pub(crate) fn adopt_if_unavailable(shared: &Shared, root_context_id: u32, now: U
 pub(crate) fn allocate_worker_id() -> u64 {
     const KEY: &str = "wasm_jwt_authn.workers";
     for _ in 0..64 {
-        let Ok((current, cas)) = hostcalls::get_shared_data(KEY) else {
+        let Ok((current, cas)) = abi::get_shared_data(KEY) else {
             break;
         };
         let next = current
@@ -628,15 +624,12 @@ pub(crate) fn allocate_worker_id() -> u64 {
             .and_then(|text| text.parse::<u64>().ok())
             .unwrap_or(0)
             .saturating_add(1);
-        if hostcalls::set_shared_data(KEY, Some(next.to_string().as_bytes()), cas).is_ok() {
+        if abi::set_shared_data(KEY, next.to_string().as_bytes(), cas).is_ok() {
             return next;
         }
     }
     // No shared data (or endless contention): a clock-derived id, distinct with high odds.
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map_or(u64::MAX, |elapsed| {
-            u64::from(elapsed.subsec_nanos()) | (1 << 40)
-        })
+    abi::get_current_time().ok().map_or(u64::MAX, |elapsed| {
+        u64::from(elapsed.subsec_nanos()) | (1 << 40)
+    })
 }

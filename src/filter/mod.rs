@@ -5,63 +5,36 @@
 //! [`crate::decision::authenticate`], then applies the [`crate::decision::Decision`]: edit and
 //! continue, or send the denial's response. Nothing here decides anything.
 //!
-//! The SDK's `Context` helper methods `unwrap` host errors; this module calls
-//! [`proxy_wasm::hostcalls`] directly and handles every `Result` they return. Beware that in
-//! proxy-wasm 0.2.5 most hostcalls themselves still `panic!` on a status they do not expect
-//! (e.g. a local reply the host refuses), so some of the `Err` arms below are defensive only:
-//! a misbehaving host traps the VM rather than reaching them. Replacing those hostcalls with
-//! our own bindings of the ABI is a known follow-up.
+//! The host is reached through the crate's own bindings of the proxy-wasm ABI: [`abi`] (the
+//! host functions, every status a `Result`, nothing panics) and [`entry`] (the callbacks the
+//! module exports, only those it needs). Why not the proxy-wasm SDK: see [`abi`].
 
+mod abi;
 mod apply;
 mod crypto;
+mod entry;
 mod http;
 mod keys;
 mod stats;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use self::abi::{BufferType, LogLevel};
 
 use crate::config::Config;
 use crate::decision::{self, Attempt, Decision, Services};
 use crate::token_cache::TokenCache;
 
 use self::crypto::{Signatures, Verifier};
-use self::http::AuthnHttpContext;
 use self::keys::{KeyStore, OwnedRequest};
 use self::stats::Stats;
-
-/// The module's entry point. `main!` expands to an `unsafe` call of the WASI constructors,
-/// the crate's only `unsafe`, hence the scoped allowance.
-#[allow(unsafe_code)]
-mod entry {
-    use proxy_wasm::hostcalls;
-    use proxy_wasm::traits::RootContext;
-    use proxy_wasm::types::LogLevel;
-
-    use super::AuthnRoot;
-
-    proxy_wasm::main! {{
-        proxy_wasm::set_log_level(LogLevel::Info);
-        // Replaces the SDK's hook (which `unwrap`s the log call): a panic traps the VM, so the
-        // least we owe the operator is one critical line saying where.
-        std::panic::set_hook(Box::new(|panic_info| {
-            let _ = hostcalls::log(LogLevel::Critical, &format!("wasm-jwt-authn panicked: {panic_info}"));
-        }));
-        proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
-            Box::new(AuthnRoot { context_id, state: None })
-        });
-    }}
-}
 
 /// Logs a line prefixed with the context id, so lines of one request can be grepped together.
 pub(crate) fn log(level: LogLevel, context_id: u32, message: &str) {
     // Logging must never take the request down; a host that cannot log loses the line.
-    let _ = hostcalls::log(
+    let _ = abi::log(
         level,
         &format!("[wasm-jwt-authn ctx={context_id}] {message}"),
     );
@@ -69,9 +42,8 @@ pub(crate) fn log(level: LogLevel, context_id: u32, message: &str) {
 
 /// The host clock in whole seconds since the epoch; `None` if the host cannot say.
 pub(crate) fn now_seconds() -> Option<i64> {
-    hostcalls::get_current_time()
+    abi::get_current_time()
         .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .and_then(|elapsed| i64::try_from(elapsed.as_secs()).ok())
 }
 
@@ -119,23 +91,27 @@ struct AuthnRoot {
     state: Option<Rc<Shared>>,
 }
 
-impl Context for AuthnRoot {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+impl AuthnRoot {
+    fn new(context_id: u32) -> AuthnRoot {
+        AuthnRoot {
+            context_id,
+            state: None,
+        }
+    }
+
+    /// What this plugin's requests share; `None` until a configuration has loaded.
+    fn shared(&self) -> Option<Rc<Shared>> {
+        self.state.clone()
+    }
+
+    fn on_http_call_response(&mut self, token: u32, body_size: usize) {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
             keys::on_call_response(shared, self.context_id, token, body_size, now);
         }
     }
-}
 
-impl RootContext for AuthnRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let document = match hostcalls::get_buffer(
+        let document = match abi::get_buffer(
             BufferType::PluginConfiguration,
             0,
             plugin_configuration_size,
@@ -190,7 +166,7 @@ impl RootContext for AuthnRoot {
         let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
         keys.create_records();
         if keys.has_remote_keys() {
-            if let Err(status) = hostcalls::set_tick_period(TICK) {
+            if let Err(status) = abi::set_tick_period(TICK) {
                 log(
                     LogLevel::Error,
                     self.context_id,
@@ -231,16 +207,5 @@ impl RootContext for AuthnRoot {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
             keys::tick(shared, self.context_id, now);
         }
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AuthnHttpContext::new(
-            context_id,
-            self.state.clone(),
-        )))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }

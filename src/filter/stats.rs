@@ -12,8 +12,7 @@
 //! counter `wasm_jwt_authn.crypto.host_fallback` (host calls that failed and were verified
 //! portably instead).
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use super::abi::{self, MetricType, Status};
 
 use crate::config::{Config, KeySource, ProviderIndex};
 use crate::decision::{Decision, Reason, Verification};
@@ -45,8 +44,8 @@ pub(crate) struct Stats {
 impl Stats {
     /// Defines (or, on reconfigure, looks up again) every counter.
     pub(crate) fn define(config: &Config) -> Result<Stats, Status> {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name);
-        let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name);
+        let counter = |name: &str| abi::define_metric(MetricType::Counter, name);
+        let gauge = |name: &str| abi::define_metric(MetricType::Gauge, name);
         let mut key_gauges = Vec::with_capacity(config.providers.len());
         for provider in &config.providers {
             key_gauges.push(match provider.keys {
@@ -150,12 +149,12 @@ impl Stats {
     /// Records the token cache's size and the VM's linear memory.
     pub(crate) fn record_gauges(&self, cache_entries: usize) {
         let entries = u64::try_from(cache_entries).unwrap_or(u64::MAX);
-        let _ = hostcalls::record_metric(self.token_cache_entries, entries);
-        let _ = hostcalls::record_metric(self.memory_bytes, memory_bytes());
+        let _ = abi::record_metric(self.token_cache_entries, entries);
+        let _ = abi::record_metric(self.memory_bytes, memory_bytes());
     }
 
     pub(crate) fn record_crypto_backend(&self, host: bool) {
-        let _ = hostcalls::record_metric(self.crypto_host, u64::from(host));
+        let _ = abi::record_metric(self.crypto_host, u64::from(host));
     }
 
     pub(crate) fn count_host_crypto_fallback(&self) {
@@ -165,14 +164,14 @@ impl Stats {
     /// Records the age of a provider's keys and whether they are stale.
     pub(crate) fn record_keys(&self, provider: ProviderIndex, age_seconds: u64, stale: bool) {
         if let Some(Some(gauges)) = self.key_gauges.get(provider) {
-            let _ = hostcalls::record_metric(gauges.age_seconds, age_seconds);
-            let _ = hostcalls::record_metric(gauges.stale, u64::from(stale));
+            let _ = abi::record_metric(gauges.age_seconds, age_seconds);
+            let _ = abi::record_metric(gauges.stale, u64::from(stale));
         }
     }
 
     fn increment(id: u32) {
         // A lost increment is better than a failed request.
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = abi::increment_metric(id, 1);
     }
 }
 
