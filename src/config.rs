@@ -357,6 +357,19 @@ impl Config {
         validate(raw)
     }
 
+    /// Whether authentication reads request header `name` (`:method`, `:path`, the token
+    /// sources' headers, `cookie` when a token may be in one): the adapter copies only these
+    /// out of the host.
+    pub fn reads_header(&self, name: &str) -> bool {
+        name == ":method"
+            || name == ":path"
+            || self.token_sources.iter().any(|source| match source {
+                TokenSource::Header { name: header, .. } => header.eq_ignore_ascii_case(name),
+                TokenSource::Cookie { .. } => name.eq_ignore_ascii_case("cookie"),
+                TokenSource::Query { .. } => false,
+            })
+    }
+
     /// The provider whose `issuer` is exactly `issuer`, with its position.
     pub fn provider_by_issuer(&self, issuer: &str) -> Option<(ProviderIndex, &Provider)> {
         self.providers

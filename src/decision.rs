@@ -12,7 +12,7 @@ use crate::config::{Config, KeySource, PathMatch, ProviderIndex, Rule, RuleActio
 use crate::jwks::KeySet;
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
-use crate::token_cache::{CachedToken, TokenCache, TokenDigest};
+use crate::token_cache::{CachedToken, TokenCache};
 use crate::upstream::{self, UpstreamEdits};
 use crate::verify::{self, Rejection, UnixSeconds};
 
@@ -436,8 +436,7 @@ fn decide(
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
-    let digest = services.token_cache.digest(found.value);
-    if let Some(digest) = &digest {
+    if services.token_cache.is_enabled() {
         let remembered = Remembered {
             config,
             remote: services.remote_keys,
@@ -446,7 +445,7 @@ fn decide(
             accepted,
             now,
         };
-        if let Some(allowed) = remembered.allow(services.token_cache, digest, &mut edits) {
+        if let Some(allowed) = remembered.allow(services.token_cache, &mut edits) {
             return Ok(allowed);
         }
     }
@@ -495,9 +494,9 @@ fn decide(
         .subject
         .filter(|subject| upstream::is_safe_text(subject));
     edits.set_headers.extend(identity_headers.iter().cloned());
-    if let Some(digest) = digest {
+    if services.token_cache.is_enabled() {
         services.token_cache.insert(
-            digest,
+            found.value,
             CachedToken {
                 provider: provider_index,
                 key: verified.key,
@@ -531,13 +530,9 @@ struct Remembered<'r, 'a> {
 impl Remembered<'_, '_> {
     /// Allows the request on a cached verification that still holds; `None` sends it down the
     /// full path, which then gives the exact answer (a denial, a wait, or a fresh allow).
-    fn allow(
-        &self,
-        cache: &mut TokenCache,
-        digest: &TokenDigest,
-        edits: &mut UpstreamEdits,
-    ) -> Option<Allowed> {
-        let cached = cache.get(digest)?;
+    fn allow(&self, cache: &mut TokenCache, edits: &mut UpstreamEdits) -> Option<Allowed> {
+        let token = self.found.value;
+        let cached = cache.get(token)?;
         let provider = self.config.providers.get(cached.provider)?;
         // Checks of this request rather than of the token: as on the full path.
         if self
@@ -556,7 +551,7 @@ impl Remembered<'_, '_> {
         };
         let key_still_published = keys.keys().iter().any(|key| key.fingerprint == cached.key);
         if !key_still_published || cached.lifetime.check(provider, self.now).is_err() {
-            cache.remove(digest);
+            cache.remove(token);
             return None;
         }
         edits

@@ -2,9 +2,11 @@
 //! lookup instead of a parse and a signature check.
 //!
 //! What makes a hit safe:
-//! - **Keyed by SHA-256 of the whole token.** Collisions are infeasible, so a hit is the very
-//!   token that was verified (a cheaper, non-cryptographic hash would let a forger aim for a
-//!   collision with a cached token).
+//! - **Keyed by the whole token.** A hit is the very token that was verified: the map hashes
+//!   the token (SipHash with a per-VM random key, so nobody can aim tokens at one bucket) and
+//!   then compares it whole. No digest stands in for it, so there is no collision to forge;
+//!   and comparing costs less than a cryptographic hash would (SHA-256 of a typical token
+//!   took most of the time of a hit).
 //! - **Only successes are stored**, so a flood of bad tokens never touches the cache.
 //! - **Bound to the provider and the key.** A hit counts only while the provider's current
 //!   key set still holds the key that verified it (by [`KeyFingerprint`]): a key that leaves
@@ -19,22 +21,18 @@
 //! bookkeeping on every hit).
 
 use std::collections::{HashMap, VecDeque};
-
-use sha2::{Digest as _, Sha256};
+use std::rc::Rc;
 
 use crate::config::ProviderIndex;
 use crate::jwks::KeyFingerprint;
 use crate::verify::Lifetime;
 
-/// Defaults to 1 000 entries: a few hundred kilobytes for typical tokens (see the README).
+/// Defaults to 1 000 entries: one to two megabytes for typical tokens of about 1 KiB (each
+/// entry holds its token and the identity headers made from it).
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000;
 
 /// The most entries a configuration may ask for.
 pub const MAX_ENTRIES_LIMIT: usize = 1_000_000;
-
-/// SHA-256 of a token's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenDigest([u8; 32]);
 
 /// What a verification established, enough to allow the request again without redoing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +54,14 @@ struct Slot {
     sequence: u64,
 }
 
-/// A bounded map from token digests to verification results.
+/// A bounded map from tokens to verification results.
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    slots: HashMap<TokenDigest, Slot>,
+    slots: HashMap<Rc<str>, Slot>,
     /// Insertion order for eviction; may hold entries already removed (their sequence no
     /// longer matches), and is compacted when it grows past twice the capacity.
-    insertion_order: VecDeque<(TokenDigest, u64)>,
+    insertion_order: VecDeque<(Rc<str>, u64)>,
     next_sequence: u64,
 }
 
@@ -90,26 +88,20 @@ impl TokenCache {
         self.slots.is_empty()
     }
 
-    /// The digest to look `token` up by, or `None` when caching is off (no hashing then).
-    pub fn digest(&self, token: &str) -> Option<TokenDigest> {
-        self.is_enabled()
-            .then(|| TokenDigest(Sha256::digest(token.as_bytes()).into()))
+    pub fn get(&self, token: &str) -> Option<&CachedToken> {
+        self.slots.get(token).map(|slot| &slot.token)
     }
 
-    pub fn get(&self, digest: &TokenDigest) -> Option<&CachedToken> {
-        self.slots.get(digest).map(|slot| &slot.token)
-    }
-
-    pub fn remove(&mut self, digest: &TokenDigest) {
-        self.slots.remove(digest);
+    pub fn remove(&mut self, token: &str) {
+        self.slots.remove(token);
     }
 
     /// Remembers a verification, evicting the oldest entries to stay within capacity.
-    pub fn insert(&mut self, digest: TokenDigest, token: CachedToken) {
+    pub fn insert(&mut self, token: &str, verified: CachedToken) {
         if !self.is_enabled() {
             return;
         }
-        while self.slots.len() >= self.capacity && !self.slots.contains_key(&digest) {
+        while self.slots.len() >= self.capacity && !self.slots.contains_key(token) {
             let Some((oldest, sequence)) = self.insertion_order.pop_front() else {
                 break;
             };
@@ -123,13 +115,20 @@ impl TokenCache {
         }
         let sequence = self.next_sequence;
         self.next_sequence = self.next_sequence.wrapping_add(1);
-        self.slots.insert(digest, Slot { token, sequence });
-        self.insertion_order.push_back((digest, sequence));
+        let key: Rc<str> = Rc::from(token);
+        self.slots.insert(
+            Rc::clone(&key),
+            Slot {
+                token: verified,
+                sequence,
+            },
+        );
+        self.insertion_order.push_back((key, sequence));
         if self.insertion_order.len() > self.capacity.saturating_mul(2) {
             let slots = &self.slots;
-            self.insertion_order.retain(|(digest, sequence)| {
+            self.insertion_order.retain(|(key, sequence)| {
                 slots
-                    .get(digest)
+                    .get(key)
                     .is_some_and(|slot| slot.sequence == *sequence)
             });
         }
@@ -161,56 +160,51 @@ mod tests {
     #[test]
     fn a_disabled_cache_neither_hashes_nor_stores() {
         let mut cache = TokenCache::new(0);
-        assert_eq!(cache.digest("a.b.c"), None);
-        let digest = TokenCache::new(1).digest("a.b.c").unwrap();
-        cache.insert(digest, entry(0));
+        cache.insert("a.b.c", entry(0));
         assert!(cache.is_empty());
+        assert_eq!(cache.get("a.b.c"), None);
     }
 
     #[test]
     fn a_hit_is_the_same_token_only() {
         let mut cache = TokenCache::new(10);
-        let digest = cache.digest("a.b.c").unwrap();
-        cache.insert(digest, entry(1));
-        assert_eq!(cache.get(&cache.digest("a.b.c").unwrap()), Some(&entry(1)));
-        assert_eq!(cache.get(&cache.digest("a.b.d").unwrap()), None);
-        assert_eq!(cache.get(&cache.digest("a.b.c ").unwrap()), None);
-        cache.remove(&digest);
-        assert_eq!(cache.get(&digest), None);
+        cache.insert("a.b.c", entry(1));
+        assert_eq!(cache.get("a.b.c"), Some(&entry(1)));
+        assert_eq!(cache.get("a.b.d"), None);
+        assert_eq!(cache.get("a.b.c "), None);
+        cache.remove("a.b.c");
+        assert_eq!(cache.get("a.b.c"), None);
     }
 
     #[test]
     fn a_flood_of_distinct_tokens_stays_within_capacity_oldest_out_first() {
         let mut cache = TokenCache::new(100);
         for index in 0..100_000 {
-            let digest = cache.digest(&format!("token-{index}")).unwrap();
-            cache.insert(digest, entry(0));
+            cache.insert(&format!("token-{index}"), entry(0));
             assert!(cache.len() <= 100);
             assert!(cache.insertion_order.len() <= 200);
         }
         assert_eq!(cache.len(), 100);
-        assert!(cache.get(&cache.digest("token-99899").unwrap()).is_none());
-        assert!(cache.get(&cache.digest("token-99900").unwrap()).is_some());
-        assert!(cache.get(&cache.digest("token-99999").unwrap()).is_some());
+        assert!(cache.get("token-99899").is_none());
+        assert!(cache.get("token-99900").is_some());
+        assert!(cache.get("token-99999").is_some());
     }
 
     #[test]
     fn removals_and_reinsertions_keep_the_queue_bounded() {
         let mut cache = TokenCache::new(3);
-        let digest = cache.digest("same").unwrap();
         for _ in 0..1_000 {
-            cache.insert(digest, entry(0));
-            cache.remove(&digest);
-            cache.insert(digest, entry(0));
+            cache.insert("same", entry(0));
+            cache.remove("same");
+            cache.insert("same", entry(0));
             assert!(cache.insertion_order.len() <= 6);
         }
         assert_eq!(cache.len(), 1);
-        // A re-inserted token is not evicted by its own earlier, stale queue entries.
+        // Stale queue entries of the re-inserted token evict nothing.
         for name in ["one", "two"] {
-            let other = cache.digest(name).unwrap();
-            cache.insert(other, entry(0));
+            cache.insert(name, entry(0));
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&digest).is_some());
+        assert!(cache.get("same").is_some());
     }
 }

@@ -233,15 +233,26 @@ pub(crate) fn get_buffer(
     }
 }
 
-/// Every header of `map_type` as (name, value bytes), in the host's order, repeats included.
-pub(crate) fn get_map_bytes(map_type: MapType) -> Result<Vec<(String, Vec<u8>)>, Status> {
+/// Every header of `map_type` as (name, value), in the host's order, repeats included. Text
+/// that is not UTF-8 is taken lossily: a client can send any byte in a header value, and a
+/// replacement character never decodes as base64url, so no token can come of it.
+pub(crate) fn get_map(map_type: MapType) -> Result<Vec<(String, String)>, Status> {
+    get_map_where(map_type, |_| true)
+}
+
+/// As [`get_map`], keeping only the headers whose (lower-case) name `wanted` accepts: the
+/// others are never copied out of the reply.
+pub(crate) fn get_map_where(
+    map_type: MapType,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, Status> {
     let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
     // SAFETY: the host writes a pointer and a size through pointers to live locals.
     Status::check(unsafe { proxy_get_header_map_pairs(map_type as u32, &mut data, &mut size) })?;
     // SAFETY: on success the host handed over `size` bytes it allocated through us.
     match unsafe { take_reply(data, size) } {
         None => Ok(Vec::new()),
-        Some(bytes) => decode_pairs(&bytes).ok_or(Status::MalformedReply),
+        Some(bytes) => decode_pairs(&bytes, wanted).ok_or(Status::MalformedReply),
     }
 }
 
@@ -431,9 +442,8 @@ fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     encoded
 }
 
-/// Reads [`encode_pairs`]' layout; `None` if the bytes do not have it. Names that are not
-/// UTF-8 are taken lossily (the proxy's codecs allow only token characters in names).
-fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+/// Reads [`encode_pairs`]' layout; `None` if the bytes do not have it.
+fn decode_pairs(bytes: &[u8], wanted: impl Fn(&str) -> bool) -> Option<Vec<(String, String)>> {
     let read_u32 = |at: usize| -> Option<usize> {
         let field: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(field)).ok()
@@ -445,15 +455,24 @@ fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         sizes.push((read_u32(at)?, read_u32(at.checked_add(4)?)?));
     }
     let mut data = bytes.get(count.checked_mul(8)?.checked_add(4)?..)?;
-    let mut pairs = Vec::with_capacity(sizes.len());
+    let mut pairs = Vec::new();
     for (name_size, value_size) in sizes {
         let (name, rest) = data.split_at_checked(name_size)?;
         let rest = rest.strip_prefix(&[0])?;
         let (value, rest) = rest.split_at_checked(value_size)?;
         data = rest.strip_prefix(&[0])?;
-        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+        let name = text(name);
+        if wanted(&name) {
+            pairs.push((name.into_owned(), text(value).into_owned()));
+        }
     }
     Some(pairs)
+}
+
+/// UTF-8 text as is, anything else lossily; borrowed, so a header that is not wanted costs
+/// no copy.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
 #[cfg(test)]
@@ -467,27 +486,39 @@ mod tests {
             ("authorization", "Bearer a.b.c"),
             ("empty", ""),
         ];
-        let decoded = decode_pairs(&encode_pairs(&pairs)).unwrap();
-        let expected: Vec<(String, Vec<u8>)> = pairs
+        let decoded = decode_pairs(&encode_pairs(&pairs), |_| true).unwrap();
+        let expected: Vec<(String, String)> = pairs
             .iter()
-            .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect();
         assert_eq!(decoded, expected);
-        assert_eq!(decode_pairs(&encode_pairs(&[])).unwrap(), Vec::new());
+        assert_eq!(
+            decode_pairs(&encode_pairs(&[]), |_| true).unwrap(),
+            Vec::new()
+        );
+        let only_path = decode_pairs(&encode_pairs(&pairs), |name| name == ":path").unwrap();
+        assert_eq!(
+            only_path,
+            vec![(":path".to_owned(), "/orders?x=1".to_owned())]
+        );
     }
 
     #[test]
     fn malformed_header_pairs_are_refused_not_trusted() {
         let encoded = encode_pairs(&[("a", "b")]);
         for cut in 0..encoded.len() {
-            assert_eq!(decode_pairs(&encoded[..cut]), None, "cut at {cut}");
+            assert_eq!(
+                decode_pairs(&encoded[..cut], |_| true),
+                None,
+                "cut at {cut}"
+            );
         }
         // A count far beyond the data.
-        assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(decode_pairs(&[0xff, 0xff, 0xff, 0xff], |_| true), None);
         // A missing NUL terminator.
         let mut unterminated = encoded.clone();
         let last = unterminated.len() - 1;
         unterminated[last] = b'x';
-        assert_eq!(decode_pairs(&unterminated), None);
+        assert_eq!(decode_pairs(&unterminated, |_| true), None);
     }
 }

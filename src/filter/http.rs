@@ -76,12 +76,11 @@ impl AuthnHttpContext {
                 "no valid configuration is loaded",
             ));
         };
-        // `get_map_bytes`, not `get_map`: the SDK `unwrap`s UTF-8 conversion of values, and a
-        // client can send any byte in a header value. Lossy text is fine for matching tokens:
-        // a replacement character never decodes as base64url. (Header names are still
-        // converted with `unwrap` inside the SDK; Envoy's codecs admit only RFC 9110 token
-        // characters in names, so that cannot fail there.)
-        let request = match abi::get_map_bytes(MapType::HttpRequestHeaders) {
+        // Only what authentication reads: every other header would be copied for nothing.
+        let config = &shared.config;
+        let request = match abi::get_map_where(MapType::HttpRequestHeaders, |name| {
+            config.reads_header(name)
+        }) {
             Ok(pairs) => OwnedRequest::from_headers(pairs),
             Err(status) => {
                 let message = format!("cannot read request headers: {status:?}");

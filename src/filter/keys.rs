@@ -37,34 +37,26 @@ const FREE_LEASE: &[u8] = b"0 0";
 /// The parts of a request kept while it waits.
 #[derive(Debug, Clone)]
 pub(crate) struct OwnedRequest {
-    method: String,
-    path: String,
     headers: Vec<(String, String)>,
 }
 
 impl OwnedRequest {
-    pub(crate) fn from_headers(pairs: Vec<(String, Vec<u8>)>) -> OwnedRequest {
-        let headers: Vec<(String, String)> = pairs
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(header, _)| header == name)
-                .map_or_else(String::new, |(_, value)| value.clone())
-        };
-        OwnedRequest {
-            method: pseudo(":method"),
-            path: pseudo(":path"),
-            headers,
-        }
+    pub(crate) fn from_headers(headers: Vec<(String, String)>) -> OwnedRequest {
+        OwnedRequest { headers }
     }
 
+    /// The request as the core reads it; a missing `:method` or `:path` reads as empty (and
+    /// an empty path matches no rule but the default, which requires a token).
     pub(crate) fn view(&self) -> Request<'_> {
+        let pseudo = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(header, _)| header == name)
+                .map_or("", |(_, value)| value.as_str())
+        };
         Request {
-            method: &self.method,
-            path: &self.path,
+            method: pseudo(":method"),
+            path: pseudo(":path"),
             headers: &self.headers,
         }
     }
@@ -476,12 +468,12 @@ pub(crate) fn on_call_response(
     let Some(provider) = provider else {
         return; // An answer to a call given up on.
     };
-    let headers = abi::get_map_bytes(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers = abi::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
     let header = |name: &str| {
         headers
             .iter()
             .find(|(header, _)| header.eq_ignore_ascii_case(name))
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .map(|(_, value)| value.clone())
     };
     let status = header(":status").and_then(|status| status.parse::<u16>().ok());
     let readable = match status {
