@@ -16,8 +16,10 @@
 //!    base64url, JSON objects without duplicate members, no `crit`, a known `alg`.
 //! 5. **Pick the provider** by the token's `iss`, and **verify** ([`verify`]): type,
 //!    algorithm allow-list, required claims, lifetime with clock skew, audience, then the
-//!    signature ([`alg`]) with a key chosen by exact `kid` and compatible type. Only this
-//!    step produces a [`verify::VerifiedToken`].
+//!    signature ([`alg`]: checked in Rust, the arithmetic by the proxy's crypto or the portable
+//!    code) with a key chosen by exact `kid` and compatible type. Only this step produces a
+//!    [`verify::VerifiedToken`]; a token verified before is recognised by the
+//!    [`token_cache`] instead, with the per-request and time checks run again.
 //! 6. **Decide** ([`decision::Decision`]): allow with [`upstream::UpstreamEdits`] (identity
 //!    headers from claims, client-sent identity headers removed, token stripped if asked), or
 //!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
