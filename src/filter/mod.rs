@@ -5,9 +5,9 @@
 //! [`crate::decision::authenticate`], then applies the [`crate::decision::Decision`]: edit and
 //! continue, or send the denial's response. Nothing here decides anything.
 //!
-//! The host is reached through the crate's own bindings of the proxy-wasm ABI: [`abi`] (the
-//! host functions, every status a `Result`, nothing panics) and [`entry`] (the callbacks the
-//! module exports, only those it needs). Why not the proxy-wasm SDK: see [`abi`].
+//! The host is reached through the crate's own bindings of the proxy-wasm ABI: `abi` (the
+//! host functions, every status a `Result`, nothing panics) and `entry` (the callbacks the
+//! module exports, only those it needs). Why not the proxy-wasm SDK: see `abi`.
 
 mod abi;
 mod apply;
