@@ -10,6 +10,7 @@
 //! are the `DEFAULT_*` constants and `default_*` functions below.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -194,7 +195,7 @@ pub struct Config {
     pub token_sources: Vec<TokenSource>,
     /// Every header `claims_to_headers` and `payload_header` may set: removed from every
     /// request first, so a client can never supply them itself.
-    pub identity_headers: Vec<String>,
+    pub identity_headers: Vec<Arc<str>>,
     pub crypto: CryptoBackend,
     /// How many verified tokens to remember; 0 disables the cache.
     pub token_cache_entries: usize,
@@ -206,7 +207,8 @@ pub type ProviderIndex = usize;
 /// One identity provider: who issues tokens, for whom, signed with which keys.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    pub name: String,
+    /// Shared with every allowed request that names it (no copy per request).
+    pub name: Arc<str>,
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
@@ -218,7 +220,7 @@ pub struct Provider {
     pub token_types: TokenTypes,
     pub forward_token: bool,
     pub claims_to_headers: Vec<ClaimToHeader>,
-    pub payload_header: Option<String>,
+    pub payload_header: Option<Arc<str>>,
 }
 
 /// Where a provider's keys come from.
@@ -280,7 +282,7 @@ fn normalise_token_type(token_type: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToHeader {
     pub claim: Vec<String>,
-    pub header: String,
+    pub header: Arc<str>,
 }
 
 /// What a rule does with the requests it matches.
@@ -389,7 +391,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         let field = format!("providers[{index}]");
         if providers
             .iter()
-            .any(|known: &Provider| known.name == raw_provider.name)
+            .any(|known: &Provider| *known.name == *raw_provider.name)
         {
             return Err(error(
                 format!("{field}.name"),
@@ -406,7 +408,11 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             ));
         }
         let (provider, skipped) = validate_provider(&field, raw_provider)?;
-        skipped_keys.extend(skipped.into_iter().map(|key| (provider.name.clone(), key)));
+        skipped_keys.extend(
+            skipped
+                .into_iter()
+                .map(|key| (provider.name.to_string(), key)),
+        );
         providers.push(provider);
     }
 
@@ -445,7 +451,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     }
 
     let mut token_sources: Vec<TokenSource> = Vec::new();
-    let mut identity_headers: Vec<String> = Vec::new();
+    let mut identity_headers: Vec<Arc<str>> = Vec::new();
     for provider in &providers {
         for source in &provider.token_sources {
             if !token_sources.contains(source) {
@@ -466,7 +472,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     for (index, provider) in providers.iter().enumerate() {
         for source in &provider.token_sources {
             if let TokenSource::Header { name, .. } = source {
-                if identity_headers.contains(name) {
+                if identity_headers.iter().any(|header| **header == **name) {
                     return Err(error(
                         format!("providers[{index}].token_sources"),
                         format!("header {name:?} is also set from claims; it would be removed before it is read"),
@@ -639,7 +645,7 @@ fn validate_provider(
             }
             Ok(ClaimToHeader {
                 claim: mapping.claim,
-                header: validate_claim_header(&format!("{field}.header"), &mapping.header)?,
+                header: validate_claim_header(&format!("{field}.header"), &mapping.header)?.into(),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -650,7 +656,7 @@ fn validate_provider(
 
     Ok((
         Provider {
-            name: raw.name,
+            name: raw.name.into(),
             issuer: raw.issuer,
             audiences: raw.audiences,
             algorithms,
@@ -662,7 +668,7 @@ fn validate_provider(
             token_types,
             forward_token: raw.forward_token.unwrap_or(true),
             claims_to_headers,
-            payload_header,
+            payload_header: payload_header.map(Arc::from),
         },
         skipped,
     ))
@@ -929,7 +935,7 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
                     .map(|(index, name)| {
                         providers
                             .iter()
-                            .position(|provider| provider.name == *name)
+                            .position(|provider| *provider.name == **name)
                             .ok_or_else(|| {
                                 error(
                                     format!("{field}.providers[{index}]"),
@@ -1246,7 +1252,10 @@ mod tests {
         let config = load(&document).unwrap();
         assert_eq!(config.token_sources.len(), 3);
         assert_eq!(config.token_sources[0], TokenSource::bearer_header());
-        assert_eq!(config.identity_headers, vec!["x-jwt-sub"]);
+        assert_eq!(
+            config.identity_headers,
+            vec![std::sync::Arc::from("x-jwt-sub")]
+        );
     }
 
     #[test]

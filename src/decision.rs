@@ -5,6 +5,8 @@
 //! [`Denial`], and [`Denial::response`] is the one place that turns it into a status, a
 //! `WWW-Authenticate` challenge (RFC 6750 §3) and a JSON body.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use crate::alg::SignatureVerifier;
@@ -76,9 +78,9 @@ pub struct Services<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
     /// The provider that vouched for the caller; `None` on an anonymous route.
-    pub provider: Option<String>,
+    pub provider: Option<Arc<str>>,
     /// The verified `sub` claim, when it is safe to log (see [`upstream::is_safe_text`]).
-    pub subject: Option<String>,
+    pub subject: Option<Arc<str>>,
     pub edits: UpstreamEdits,
     pub verification: Verification,
 }
@@ -490,9 +492,10 @@ fn decide(
 
     let identity_headers = upstream::identity_headers(provider, &verified);
     // The subject goes into filter state and from there into access logs.
-    let subject = verified
+    let subject: Option<Arc<str>> = verified
         .subject
-        .filter(|subject| upstream::is_safe_text(subject));
+        .filter(|subject| upstream::is_safe_text(subject))
+        .map(Arc::from);
     edits.set_headers.extend(identity_headers.iter().cloned());
     if services.token_cache.is_enabled() {
         services.token_cache.insert(
@@ -510,7 +513,7 @@ fn decide(
         edits.strip_token(request, &found);
     }
     Ok(Allowed {
-        provider: Some(provider.name.clone()),
+        provider: Some(Arc::clone(&provider.name)),
         subject,
         edits,
         verification: Verification::Signature,
@@ -562,7 +565,7 @@ impl Remembered<'_, '_> {
             edits.strip_token(self.request, self.found);
         }
         Some(Allowed {
-            provider: Some(provider.name.clone()),
+            provider: Some(Arc::clone(&provider.name)),
             subject,
             edits: std::mem::take(edits),
             verification: Verification::CacheHit,

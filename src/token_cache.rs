@@ -22,6 +22,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::config::ProviderIndex;
 use crate::jwks::KeyFingerprint;
@@ -42,9 +43,9 @@ pub struct CachedToken {
     pub key: KeyFingerprint,
     pub lifetime: Lifetime,
     /// The verified `sub`, when safe to log.
-    pub subject: Option<String>,
+    pub subject: Option<Arc<str>>,
     /// The identity headers (claims and payload headers) the upstream receives.
-    pub identity_headers: Vec<(String, String)>,
+    pub identity_headers: Vec<(Arc<str>, Arc<str>)>,
 }
 
 #[derive(Debug)]
@@ -152,8 +153,8 @@ mod tests {
                 not_before: None,
                 issued_at: None,
             },
-            subject: Some("a client".to_owned()),
-            identity_headers: vec![("x-jwt-sub".to_owned(), "a client".to_owned())],
+            subject: Some(Arc::from("a client")),
+            identity_headers: vec![(Arc::from("x-jwt-sub"), Arc::from("a client"))],
         }
     }
 

@@ -1,6 +1,8 @@
 //! What the upstream sees of an allowed request: identity headers from verified claims, the
 //! token stripped where a provider says so, and never a client-supplied identity header.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::config::{Config, Provider};
@@ -8,12 +10,15 @@ use crate::token::{cookie_token, query_token, FoundToken, Request, TokenSource};
 use crate::verify::VerifiedToken;
 
 /// Changes to make to the request before it goes upstream, in order: remove, then set.
+///
+/// Names and values are shared (`Arc<str>`) with the configuration and the token cache, so an
+/// allowed request copies no text it did not make itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamEdits {
     /// Header names (lower case) to remove, every occurrence.
-    pub remove_headers: Vec<String>,
+    pub remove_headers: Vec<Arc<str>>,
     /// Headers to set, after the removals.
-    pub set_headers: Vec<(String, String)>,
+    pub set_headers: Vec<(Arc<str>, Arc<str>)>,
     /// A new `:path` (the token's query parameter removed).
     pub path: Option<String>,
 }
@@ -31,7 +36,7 @@ impl UpstreamEdits {
     /// Removes the token from where it was found (`forward_token: false`).
     pub fn strip_token(&mut self, request: &Request<'_>, token: &FoundToken<'_>) {
         match token.source {
-            TokenSource::Header { name, .. } => self.remove_headers.push(name.clone()),
+            TokenSource::Header { name, .. } => self.remove_headers.push(Arc::from(name.as_str())),
             TokenSource::Query { parameter } => {
                 self.path = Some(path_without_parameter(request, parameter));
             }
@@ -42,10 +47,10 @@ impl UpstreamEdits {
                     .map(str::trim)
                     .filter(|pair| !pair.is_empty() && cookie_token(pair, name).is_none())
                     .collect();
-                self.remove_headers.push("cookie".to_owned());
+                self.remove_headers.push(Arc::from("cookie"));
                 if !remaining.is_empty() {
                     self.set_headers
-                        .push(("cookie".to_owned(), remaining.join("; ")));
+                        .push((Arc::from("cookie"), Arc::from(remaining.join("; "))));
                 }
             }
         }
@@ -54,15 +59,18 @@ impl UpstreamEdits {
 
 /// The provider's claim headers and payload header for a verified token. Claims that are
 /// absent, `null`, or would render with control characters are left out.
-pub fn identity_headers(provider: &Provider, token: &VerifiedToken<'_>) -> Vec<(String, String)> {
+pub fn identity_headers(
+    provider: &Provider,
+    token: &VerifiedToken<'_>,
+) -> Vec<(Arc<str>, Arc<str>)> {
     let mut headers = Vec::new();
     for mapping in &provider.claims_to_headers {
         if let Some(value) = claim_at(&token.claims, &mapping.claim).and_then(header_value) {
-            headers.push((mapping.header.clone(), value));
+            headers.push((Arc::clone(&mapping.header), Arc::from(value)));
         }
     }
     if let Some(header) = &provider.payload_header {
-        headers.push((header.clone(), token.encoded_payload.to_owned()));
+        headers.push((Arc::clone(header), Arc::from(token.encoded_payload)));
     }
     headers
 }

@@ -534,7 +534,7 @@ fn provider_name(shared: &Shared, provider: ProviderIndex) -> &str {
         .config
         .providers
         .get(provider)
-        .map_or("?", |provider| provider.name.as_str())
+        .map_or("?", |provider| &*provider.name)
 }
 
 /// An attempt ended (the fetcher already knows how): count it, publish the proxy-wide record
