@@ -14,15 +14,22 @@ Modes:     none (no auth filter), native (envoy.filters.http.jwt_authn), auto (t
 Workloads: rs256-distinct, es256-distinct (a few thousand distinct tokens, token caches off on
            both sides), repeated-100 (100 RS256 tokens over and over, caches on, both sized
            CACHE_ENTRIES).
+Flood:     after the workloads, BENCH_FLOOD_TOKENS distinct ES256 tokens (minted by
+           `cargo run --release --example mint -- tokens`), each sent once, through one Envoy in
+           mode auto with the token cache at its default 1000 entries and then off; the
+           filter's gauges memory_bytes and token_cache.entries before and after show whether
+           the VM's memory stays bounded.
 
 Environment (defaults): BENCH_ROUNDS (3) BENCH_DURATION (5, seconds per run) BENCH_WARMUP (2,
   seconds per Envoy) BENCH_CONNECTIONS (16) BENCH_TOKENS (3000 per algorithm) BENCH_WORKLOADS
   and BENCH_MODES (comma lists, default all) BENCH_REFERENCE_WASM (unset) BENCH_PIN (1: taskset
   when there are two CPUs) BENCH_NO_NEW_FIELDS (unset; 1 = --no-new-fields) ENVOY_BIN
-  (.venv/bin/envoy) WASM_JWT_AUTHN_WASM (target/wasm32-wasip1/release/wasm_jwt_authn.wasm).
+  (.venv/bin/envoy) WASM_JWT_AUTHN_WASM (target/wasm32-wasip1/release/wasm_jwt_authn.wasm)
+  BENCH_FLOOD (1; 0 = no flood) BENCH_FLOOD_TOKENS (100000).
 
 Exit status: 0 when the harness ran, whatever the numbers (a mode that fails its checks is
 reported and skipped); 1 when it cannot run (no Envoy, wrk, openssl or module; minting failed).
+A flood that cannot run (its tokens cannot be minted, an Envoy fails) is reported in its table.
 """
 import argparse
 import atexit
@@ -39,6 +46,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -637,6 +645,320 @@ def summarize(state, modes, connections):
 
 
 # ---------------------------------------------------------------------------------------------
+# The token-cache flood: FLOOD_TOKENS distinct valid tokens, each once, through one Envoy in mode
+# `auto`, with the filter's token cache at its default size and off; the VM's memory (the
+# filter's gauge `memory_bytes`, a high-water mark: Wasm memory never shrinks) before and after.
+
+FLOOD_ALG = "ES256"
+# The filter's default `token_cache.max_entries`, set explicitly.
+FLOOD_CACHE_SETTINGS = [1000, 0]
+# Distinct tokens, apart from the flood's, cycled for the warm-up: under the cache size, so the
+# cache is not full before the flood starts.
+FLOOD_WARMUP_TOKENS = 256
+# The filter records its gauges every this many decisions (src/filter/stats.rs).
+GAUGE_INTERVAL = 256
+FLOOD_SAMPLE_SECONDS = 1.0
+# No response for this long during the pass: stop it and flag it.
+FLOOD_STALL_SECONDS = 20.0
+FLOOD_LUA = OUT_DIR / "wrk-flood.lua"
+MINT_SOURCES = [ROOT / "examples" / "mint.rs", ROOT / "tests" / "support" / "mod.rs"]
+
+
+class FloodFailed(ModeFailed):
+    """The flood (or one of its Envoys) cannot run: reported in its table, nothing else stops."""
+
+
+def jwt_claims(token):
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def flood_tokens(count):
+    """(warm-up file, flood file): FLOOD_WARMUP_TOKENS + `count` distinct ES256 tokens minted by
+    `cargo run --release --example mint -- tokens` with the benchmark's `kid`, kept in
+    target/bench/ and minted again when the spec, the key, the minting code or the count change,
+    or when they expire within two hours (they live one day)."""
+    key = TOKEN_SPEC["keys"][FLOOD_ALG]
+    total = FLOOD_WARMUP_TOKENS + count
+    spec = {"alg": FLOOD_ALG, "count": total, "issuer": ISSUER, "audience": AUDIENCE,
+            "kid": key["kid"],
+            "sha256": {str(path.relative_to(ROOT)): hashlib.sha256(path.read_bytes()).hexdigest()
+                       for path in [KEYS_DIR / key["file"]] + MINT_SOURCES}}
+    spec_hash = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    path, meta_path = OUT_DIR / f"flood-{FLOOD_ALG}.txt", OUT_DIR / f"flood-{FLOOD_ALG}.json"
+    warm_path, pass_path = OUT_DIR / "flood-warmup.txt", OUT_DIR / "flood-pass.txt"
+    tokens = None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta["spec_hash"] == spec_hash and meta["exp"] > time.time() + 7200:
+            tokens = path.read_text().split()
+            if len(tokens) != total:
+                tokens = None
+    except (OSError, ValueError, KeyError):
+        pass
+    if tokens is None:
+        if not shutil.which("cargo"):
+            raise FloodFailed("cargo not found: it mints the flood's tokens (examples/mint.rs)")
+        started = time.monotonic()
+        say(f"minting {total} {FLOOD_ALG} tokens with examples/mint.rs into "
+            f"{path.relative_to(ROOT)} (the first time, cargo builds the example)")
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with open(partial, "wb") as output:
+            result = subprocess.run(
+                ["cargo", "run", "--release", "--quiet", "--example", "mint", "--", "tokens",
+                 FLOOD_ALG, str(total), ISSUER, AUDIENCE, key["kid"]],
+                cwd=ROOT, stdout=output, stderr=subprocess.PIPE, check=False)
+        if result.returncode != 0:
+            raise FloodFailed(f"minting failed (status {result.returncode}): "
+                              + result.stderr.decode(errors="replace").strip()[-2000:])
+        tokens = partial.read_text().split()
+        if len(tokens) != total or len(set(tokens)) != total:
+            raise FloodFailed(f"mint printed {len(tokens)} tokens ({len(set(tokens))} distinct), "
+                              f"not {total}")
+        partial.replace(path)
+        meta_path.write_text(json.dumps({"spec_hash": spec_hash,
+                                         "exp": jwt_claims(tokens[0])["exp"]}))
+        say(f"minted {total} {FLOOD_ALG} tokens in {time.monotonic() - started:.1f} s")
+    warm_path.write_text("\n".join(tokens[:FLOOD_WARMUP_TOKENS]) + "\n")
+    pass_path.write_text("\n".join(tokens[FLOOD_WARMUP_TOKENS:]) + "\n")
+    return warm_path, pass_path
+
+
+def flood_lua():
+    """bench/wrk-tokens.lua, but each token of the file once. wrk calls `request` once before
+    it starts (script_verify_request, in the first thread's Lua state) and drops that request:
+    token 1, which is therefore sent last, after the wrap. After that, `request` hands wrk an
+    empty request (the connection sends nothing and idles), and the response that makes `count`
+    prints BENCH_FLOOD_DONE, on which run_flood_pass stops wrk (SIGINT ends its sleep) and
+    wrk's `done` prints the usual BENCH_RESULT line. (A wrk without that first call would send
+    token 1 twice: one request more, the pass still complete.)"""
+    FLOOD_LUA.write_text(f"""-- Written by scripts/bench.py (the token-cache flood); see there.
+dofile([==[{LUA_SCRIPT}]==])
+local cycle = request
+local total = assert(tonumber(os.getenv("BENCH_FLOOD_COUNT")), "BENCH_FLOOD_COUNT")
+local calls, answered = 0, 0
+request = function()
+   calls = calls + 1
+   if calls > total + 1 then
+      return ""
+   end
+   return cycle()
+end
+response = function(status, headers, body)
+   answered = answered + 1
+   if answered == total then
+      io.write("BENCH_FLOOD_DONE\\n")
+      io.flush()
+      wrk.thread:stop()
+   end
+end
+""")
+    return FLOOD_LUA
+
+
+def filter_stats(envoy):
+    """The filter's counters and gauges, by short name (`allowed`, `memory_bytes`, ...)."""
+    prefix = "wasmcustom.wasm_jwt_authn."
+    return {name[len(prefix):]: value for name, value in envoy.stats("wasm_jwt_authn").items()
+            if name.startswith(prefix)}
+
+
+def decisions(stats):
+    return sum(value for name, value in stats.items()
+               if name in ("allowed", "allowed_anonymous", "internal_error")
+               or name.startswith("denied."))
+
+
+def run_flood_pass(settings, envoy, token_file, count):
+    """wrk through the flood script: every token once. Samples the gauges every second.
+    Returns (wrk's result, the samples, whether the pass completed)."""
+    command = settings.pin_wrk + [
+        "wrk", "-t1", f"-c{settings.connections}", f"-d{max(120, count // 100)}s",
+        "--timeout", "10s", "-s", str(flood_lua()), f"http://127.0.0.1:{envoy.port}{REQUEST_PATH}"]
+    environment = dict(os.environ, BENCH_TOKEN_FILE=str(token_file), BENCH_PATH=REQUEST_PATH,
+                       BENCH_FLOOD_COUNT=str(count))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=environment)
+    CHILDREN.append(process)
+    output, done = [], []
+
+    def reader():
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("BENCH_FLOOD_DONE"):
+                done.append(time.monotonic())
+                process.send_signal(signal.SIGINT)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    samples, last_decisions, last_progress, stalled = [], None, started, False
+    while process.poll() is None:
+        time.sleep(FLOOD_SAMPLE_SECONDS)
+        try:
+            stats = filter_stats(envoy)
+        except OSError:
+            continue
+        samples.append({"seconds": round(time.monotonic() - started, 1),
+                        "allowed": stats.get("allowed"),
+                        "memory_bytes": stats.get("memory_bytes"),
+                        "entries": stats.get("token_cache.entries")})
+        if decisions(stats) != last_decisions:
+            last_decisions, last_progress = decisions(stats), time.monotonic()
+        elif time.monotonic() - last_progress > FLOOD_STALL_SECONDS and process.poll() is None:
+            stalled = True
+            process.send_signal(signal.SIGINT)
+            break
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    thread.join(timeout=10)
+    text = "".join(output)
+    match = RESULT_LINE.search(text)
+    if not match:
+        raise FloodFailed(f"wrk failed (status {process.returncode})", text)
+    run = {name: float(value) for name, value in
+           (item.split("=", 1) for item in match.group(1).split())}
+    run["seconds"] = (done[0] if done else time.monotonic()) - started
+    run["stalled"] = stalled
+    return run, samples, bool(done)
+
+
+def flood_one(settings, cache_entries, index, warm_file, pass_file, count):
+    """One Envoy (mode `auto`, `token_cache.max_entries` = cache_entries): check, warm up, read
+    the gauges, the pass, 256 more decisions so the gauges are recorded after it, read again."""
+    label = f"flood-cache-{cache_entries}"
+    row = {"cache_entries": cache_entries, "tokens": count, "error": None}
+    http_filter = auth_filter("auto", settings.jwks, cache_entries, True, settings.wasm)
+    try:
+        envoy = Envoy(settings, label, "auto", http_filter, 20 + index)
+    except OSError as error:
+        raise HarnessError(f"cannot start {settings.envoy}: {error}") from error
+    try:
+        envoy.wait_ready()
+        warm_tokens = warm_file.read_text().split()
+        check_mode(envoy, warm_tokens[0])
+        warm = run_wrk(settings, envoy.port, warm_file, settings.warmup)
+        if warm["status"]:
+            raise FloodFailed(f"{warm['status']:.0f} of {warm['requests']:.0f} warm-up responses "
+                              "were errors (4xx/5xx)")
+        time.sleep(0.5)  # requests in flight when wrk stopped
+        before = filter_stats(envoy)
+        say(f"flood, token cache {cache_entries}: warm-up {warm['rps']:.0f} req/s; memory "
+            f"{before.get('memory_bytes', 0) / 2**20:.2f} MiB, {before.get('token_cache.entries')} "
+            f"entries; {count} distinct tokens, each once")
+        run, samples, complete = run_flood_pass(settings, envoy, pass_file, count)
+        time.sleep(0.5)
+        after_pass = filter_stats(envoy)
+        # The gauges are recorded every GAUGE_INTERVAL decisions: that many more (warm-up
+        # tokens, already seen) and they are recorded after the pass, whatever the remainder.
+        connection = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=5)
+        try:
+            for number in range(GAUGE_INTERVAL):
+                connection.request("GET", REQUEST_PATH, headers={
+                    "Authorization": f"Bearer {warm_tokens[number % len(warm_tokens)]}"})
+                connection.getresponse().read()
+        finally:
+            connection.close()
+        after = filter_stats(envoy)
+        delta = {name: after_pass.get(name, 0) - before.get(name, 0)
+                 for name in ("allowed", "token_cache.miss", "token_cache.hit")}
+        denied = sum(after_pass.get(name, 0) - before.get(name, 0)
+                     for name in set(after_pass) | set(before) if name.startswith("denied."))
+        row.update({
+            "allowed": delta["allowed"], "denied": denied,
+            "cache_miss": delta["token_cache.miss"], "cache_hit": delta["token_cache.hit"],
+            "responses": run["requests"], "non_2xx": run["status"],
+            "errors": run["connect"] + run["read"] + run["write"] + run["timeout"],
+            "complete": complete, "stalled": run["stalled"], "seconds": run["seconds"],
+            "rate": count / run["seconds"] if complete and run["seconds"] else None,
+            "entries_before": before.get("token_cache.entries"),
+            "entries_after": after.get("token_cache.entries"),
+            "memory_before": before.get("memory_bytes"),
+            "memory_after": after.get("memory_bytes"),
+            "samples": samples,
+        })
+        # The memory once a tenth of the tokens went through (the cache, if on, long full).
+        tenth = [sample for sample in samples
+                 if sample["allowed"] is not None and sample["memory_bytes"]
+                 and sample["allowed"] - before.get("allowed", 0) >= count // 10]
+        row["memory_tenth"] = tenth[0]["memory_bytes"] if tenth else None
+        problems = []
+        if not complete:
+            problems.append("pass stalled" if run["stalled"] else "pass not completed")
+        if row["non_2xx"] or row["errors"]:
+            problems.append(f"{row['non_2xx']:.0f} non-2xx, {row['errors']:.0f} socket errors")
+        if row["allowed"] < count:
+            problems.append(f"only {row['allowed']} of {count} allowed")
+        if cache_entries and row["cache_miss"] < count:
+            problems.append(f"only {row['cache_miss']} cache misses")
+        row["problems"] = problems
+    except ModeFailed as failure:
+        row["error"] = str(failure)
+        warn(f"flood, token cache {cache_entries}: {failure}\n"
+             f"{failure.details or envoy.log_tail()}".rstrip())
+    finally:
+        envoy.stop()
+    return row
+
+
+def measure_flood(settings):
+    started = time.monotonic()
+    count = settings.flood_tokens
+    flood = {"tokens": count, "alg": FLOOD_ALG, "warmup_tokens": FLOOD_WARMUP_TOKENS,
+             "rows": [], "error": None}
+    try:
+        if not settings.new_fields:
+            raise FloodFailed("needs the `token_cache` field (--no-new-fields given)")
+        warm_file, pass_file = settings.flood_files
+        if warm_file is None:
+            raise FloodFailed(pass_file)
+        for index, cache_entries in enumerate(FLOOD_CACHE_SETTINGS):
+            flood["rows"].append(flood_one(settings, cache_entries, index, warm_file, pass_file,
+                                           count))
+    except FloodFailed as failure:
+        flood["error"] = str(failure)
+        warn(f"flood: skipped: {failure}")
+    flood["seconds"] = time.monotonic() - started + settings.flood_mint_seconds
+    return flood
+
+
+def mib(value):
+    return "—" if value is None else f"{value / 2**20:.2f}"
+
+
+def flood_lines(flood):
+    """The flood's table (Markdown; the terminal prints the same)."""
+    if flood["error"]:
+        return [f"Skipped: {flood['error']}"]
+    lines = [
+        "| token cache | distinct tokens allowed | token_cache.miss | token_cache.entries after "
+        "| memory_bytes before → after (MiB) | at 10 % of the pass (MiB) | pass |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for row in flood["rows"]:
+        setting = (f"`max_entries: {row['cache_entries']}`"
+                   + (" (default)" if row["cache_entries"] == 1000 else " (off)"
+                      if row["cache_entries"] == 0 else ""))
+        if row["error"]:
+            lines.append(f"| {setting} | **failed: {row['error'].replace('|', '/')}** | | | | | |")
+            continue
+        allowed = f"{row['allowed']} of {row['tokens']}"
+        if row["problems"]:
+            allowed += " **" + "; ".join(row["problems"]) + "**"
+        pace = (f"{row['seconds']:.1f} s, {row['rate']:.0f} tokens/s" if row["rate"]
+                else f"{row['seconds']:.1f} s")
+        lines.append(
+            f"| {setting} | {allowed} | {row['cache_miss'] if row['cache_entries'] else '—'} | "
+            f"{row['entries_after']} | {mib(row['memory_before'])} → {mib(row['memory_after'])} | "
+            f"{mib(row['memory_tenth'])} | {pace} |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # Reporting.
 
 
@@ -739,7 +1061,7 @@ def environment_facts(settings):
     }
 
 
-def write_results(settings, facts, results, elapsed):
+def write_results(settings, facts, results, elapsed, flood):
     wasm_sizes = [f"`{settings.wasm.relative_to(ROOT) if settings.wasm.is_relative_to(ROOT) else settings.wasm}` "
                   f"{settings.wasm.stat().st_size} bytes"]
     if settings.reference_wasm:
@@ -776,6 +1098,19 @@ def write_results(settings, facts, results, elapsed):
                   f"{result['tokens']} tokens cycled.", ""]
         lines += summary_table(name, result["rows"], result["state"], result["modes"])
         lines.append("")
+    if flood:
+        lines += [
+            "## Token-cache flood", "",
+            f"{flood['tokens']} distinct valid {FLOOD_ALG} tokens (unique `jti`), each sent once, "
+            "through one Envoy in mode `auto`, after a warm-up on "
+            f"{flood['warmup_tokens']} other tokens; `memory_bytes` is the VM's linear memory "
+            "(a high-water mark: Wasm memory never shrinks), `token_cache.entries` the cache's "
+            "size, both gauges recorded by the filter every 256 decisions. Bounded: with the "
+            "cache on, memory stops growing once the cache is full (compare the memory at 10 % "
+            "of the pass with the end, and with the cache off). Section time: "
+            f"{flood['seconds']:.0f} s (minting included).", ""]
+        lines += flood_lines(flood)
+        lines.append("")
     lines += ["## Filter counters after the runs", "",
               "Read from each Envoy's admin `/stats` (`wasmcustom.wasm_jwt_authn.*`, native: "
               "`http.ingress_http.jwt_authn.*`); `allowed` must equal the responses wrk counted "
@@ -786,8 +1121,8 @@ def write_results(settings, facts, results, elapsed):
     RESULTS_MD.write_text("\n".join(lines))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     RESULTS_JSON.write_text(json.dumps({"facts": facts, "results": {
-        name: {"rows": result["rows"], "state": result["state"]} for name, result in results.items()}},
-        indent=1, default=str))
+        name: {"rows": result["rows"], "state": result["state"]} for name, result in results.items()},
+        "flood": flood}, indent=1, default=str))
 
 
 def print_table(results):
@@ -851,6 +1186,8 @@ def configure(arguments):
     settings.connections = env_int("BENCH_CONNECTIONS", 16)
     settings.token_count = env_int("BENCH_TOKENS", 3000, minimum=100)
     settings.workloads = env_list("BENCH_WORKLOADS", list(WORKLOADS), list(WORKLOADS))
+    settings.flood = os.environ.get("BENCH_FLOOD", "1").strip() != "0"
+    settings.flood_tokens = env_int("BENCH_FLOOD_TOKENS", 100000, minimum=1000)
     settings.new_fields = not (arguments.no_new_fields or os.environ.get("BENCH_NO_NEW_FIELDS") == "1")
 
     envoy = os.environ.get("ENVOY_BIN") or str(ROOT / ".venv" / "bin" / "envoy")
@@ -905,6 +1242,16 @@ def main():
             + ("" if settings.new_fields else "; WITHOUT the crypto/token_cache fields"))
         token_files = {alg: tokens_for(alg, settings.token_count)
                        for alg in sorted({WORKLOADS[name]["alg"] for name in settings.workloads})}
+        settings.flood_files, settings.flood_mint_seconds = (None, "BENCH_FLOOD=0"), 0.0
+        if settings.flood and settings.new_fields:
+            # Minted (or built) now, not between measurements.
+            minting = time.monotonic()
+            try:
+                settings.flood_files = flood_tokens(settings.flood_tokens)
+            except FloodFailed as failure:
+                settings.flood_files = (None, str(failure))
+                warn(f"flood: {failure}")
+            settings.flood_mint_seconds = time.monotonic() - minting
         results = {}
         for name in settings.workloads:
             workload = WORKLOADS[name]
@@ -918,10 +1265,20 @@ def main():
                 "rows": summarize(state, settings.modes, settings.connections),
                 "tokens": len(token_file.read_text().split()),
             }
+        flood = None
+        if settings.flood:
+            say(f"token-cache flood: {settings.flood_tokens} distinct {FLOOD_ALG} tokens, each once, "
+                f"mode auto, token cache {' and '.join(map(str, FLOOD_CACHE_SETTINGS))}")
+            flood = measure_flood(settings)
         elapsed = time.monotonic() - started
         facts = environment_facts(settings)
         print_table(results)
-        write_results(settings, facts, results, elapsed)
+        if flood:
+            print(f"token-cache flood ({flood['tokens']} distinct {FLOOD_ALG} tokens, mode auto; "
+                  f"{flood['seconds']:.0f} s):")
+            print("\n".join(flood_lines(flood)))
+            print()
+        write_results(settings, facts, results, elapsed, flood)
         say(f"wrote {RESULTS_MD.relative_to(ROOT)} and {RESULTS_JSON.relative_to(ROOT)} "
             f"({elapsed:.0f} s in all)")
         return 0
