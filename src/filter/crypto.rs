@@ -89,6 +89,14 @@ fn call_host(arguments: &[u8]) -> Result<bool, HostFailure> {
     host_crypto::decode_result(&answer).map_err(|_| HostFailure::MalformedAnswer)
 }
 
+/// One log line per this many failed host verifications (the first is always logged).
+const FALLBACK_LOG_EVERY: u64 = 1000;
+
+thread_local! {
+    /// Failed host verifications in this VM so far.
+    static HOST_FAILURES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// [`Signatures`] bound to the counters, for one decision.
 pub(crate) struct Verifier<'a> {
     pub(crate) signatures: Signatures,
@@ -111,13 +119,22 @@ impl SignatureVerifier for Verifier<'_> {
             // gives the same verdict, only slower. Counted, so an operator sees it happen.
             Err(failure) => {
                 self.stats.count_host_crypto_fallback();
-                log(
-                    LogLevel::Warn,
-                    self.context_id,
-                    &format!(
-                        "host signature verification failed ({failure:?}); verifying portably"
-                    ),
-                );
+                // The counter has every failure; the log the first and then one in
+                // `FALLBACK_LOG_EVERY`, so a host failing for good cannot flood it.
+                let failures = HOST_FAILURES.with(|count| {
+                    let next = count.get().wrapping_add(1);
+                    count.set(next);
+                    next
+                });
+                if failures % FALLBACK_LOG_EVERY == 1 {
+                    log(
+                        LogLevel::Warn,
+                        self.context_id,
+                        &format!(
+                            "host signature verification failed ({failure:?}), {failures} time(s) so far; verifying portably"
+                        ),
+                    );
+                }
                 Portable.verify(signature)
             }
         }
