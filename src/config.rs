@@ -196,6 +196,9 @@ pub struct Config {
     /// Every header `claims_to_headers` and `payload_header` may set: removed from every
     /// request first, so a client can never supply them itself.
     pub identity_headers: Vec<Arc<str>>,
+    /// The request headers authentication reads (lower case): `:method`, `:path`, the token
+    /// sources' headers, `cookie` when a token may be in one.
+    pub read_headers: Vec<String>,
     pub crypto: CryptoBackend,
     /// How many verified tokens to remember; 0 disables the cache.
     pub token_cache_entries: usize,
@@ -363,13 +366,9 @@ impl Config {
     /// sources' headers, `cookie` when a token may be in one): the adapter copies only these
     /// out of the host.
     pub fn reads_header(&self, name: &str) -> bool {
-        name == ":method"
-            || name == ":path"
-            || self.token_sources.iter().any(|source| match source {
-                TokenSource::Header { name: header, .. } => header.eq_ignore_ascii_case(name),
-                TokenSource::Cookie { .. } => name.eq_ignore_ascii_case("cookie"),
-                TokenSource::Query { .. } => false,
-            })
+        self.read_headers
+            .iter()
+            .any(|header| header.eq_ignore_ascii_case(name))
     }
 
     /// The provider whose `issuer` is exactly `issuer`, with its position.
@@ -482,6 +481,18 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
+    let mut read_headers = vec![":method".to_owned(), ":path".to_owned()];
+    for source in &token_sources {
+        let header = match source {
+            TokenSource::Header { name, .. } => name.to_ascii_lowercase(),
+            TokenSource::Cookie { .. } => "cookie".to_owned(),
+            TokenSource::Query { .. } => continue,
+        };
+        if !read_headers.contains(&header) {
+            read_headers.push(header);
+        }
+    }
+
     Ok(Loaded {
         config: Config {
             providers,
@@ -490,6 +501,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             realm,
             token_sources,
             identity_headers,
+            read_headers,
             crypto: raw.crypto.unwrap_or_default(),
             token_cache_entries,
         },
@@ -1018,6 +1030,28 @@ mod tests {
     fn assert_refused_at(document: &Value, field: &str) {
         let error = problem(document);
         assert_eq!(error.field, field, "{error}");
+    }
+
+    #[test]
+    fn only_the_headers_authentication_reads_are_read() {
+        let config = load(&minimal()).unwrap();
+        assert_eq!(config.read_headers, [":method", ":path", "authorization"]);
+        let sources = json!([
+            {"header": "X-Token", "prefix": ""},
+            {"cookie": "session"},
+            {"query": "access_token"}
+        ]);
+        let config = load(&changed(
+            minimal(),
+            &[("/providers/0/token_sources", sources)],
+        ))
+        .unwrap();
+        assert_eq!(
+            config.read_headers,
+            [":method", ":path", "x-token", "cookie"]
+        );
+        assert!(config.reads_header("Cookie"));
+        assert!(!config.reads_header("authorization"));
     }
 
     #[test]

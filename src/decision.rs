@@ -10,8 +10,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::alg::SignatureVerifier;
-use crate::config::{Config, KeySource, PathMatch, ProviderIndex, Rule, RuleAction};
-use crate::jwks::KeySet;
+use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
 use crate::token_cache::{CachedToken, TokenCache};
@@ -412,7 +411,7 @@ fn decide(
     if !is_normalized(path) {
         return Err(Denial::UnnormalizedPath.into());
     }
-    let mut edits = UpstreamEdits::removing_identity_headers(config);
+    let edits = UpstreamEdits::removing_identity_headers(config);
     let rule = config
         .rules
         .iter()
@@ -438,17 +437,25 @@ fn decide(
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
-    if services.token_cache.is_enabled() {
-        let remembered = Remembered {
-            config,
-            remote: services.remote_keys,
-            request,
-            found: &found,
-            accepted,
-            now,
-        };
-        if let Some(allowed) = remembered.allow(services.token_cache, &mut edits) {
-            return Ok(allowed);
+    if let Some(cached) = services.token_cache.get(found.value) {
+        match remembered(config, services.remote_keys, cached, &found, accepted, now) {
+            Remembered::Holds(provider) => {
+                let identity_headers = &cached.identity_headers;
+                let subject = cached.subject.clone();
+                let verification = Verification::CacheHit;
+                let allowed = allow_verified(
+                    provider,
+                    request,
+                    &found,
+                    identity_headers,
+                    subject,
+                    edits,
+                    verification,
+                );
+                return Ok(allowed);
+            }
+            Remembered::NoLonger => services.token_cache.remove(found.value),
+            Remembered::NotHere => {}
         }
     }
     let untrusted = token::parse(found.value, config.max_token_bytes)?;
@@ -458,28 +465,20 @@ fn decide(
         .and_then(serde_json::Value::as_str)
         .and_then(|issuer| config.provider_by_issuer(issuer))
         .ok_or(Denial::UnknownIssuer)?;
-    if accepted.is_some_and(|accepted| !accepted.contains(&provider_index)) {
-        return Err(Denial::IssuerNotAccepted.into());
-    }
-    if !provider.token_sources.contains(found.source) {
-        return Err(Denial::WrongTokenSource.into());
-    }
+    check_request(accepted, provider_index, provider, &found)?;
     let wait = |cause| {
         Stop::Wait(Wait {
             provider: provider_index,
             cause,
         })
     };
-    let keys = match &provider.keys {
-        KeySource::Inline(keys) => keys,
-        KeySource::Remote(_) => match (services.remote_keys.keys_now(provider_index, now), attempt)
-        {
-            (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
-            (KeysNow::Pending, Attempt::First) => return Err(wait(WaitCause::KeysPending)),
-            (KeysNow::Pending | KeysNow::Unavailable, _) => {
-                return Err(Denial::KeysUnavailable.into())
-            }
-        },
+    let keys = match (
+        provider_keys(provider_index, provider, services.remote_keys, now),
+        attempt,
+    ) {
+        (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
+        (KeysNow::Pending, Attempt::First) => return Err(wait(WaitCause::KeysPending)),
+        (KeysNow::Pending | KeysNow::Unavailable, _) => return Err(Denial::KeysUnavailable.into()),
     };
     let is_remote = matches!(provider.keys, KeySource::Remote(_));
     let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
@@ -496,80 +495,117 @@ fn decide(
         .subject
         .filter(|subject| upstream::is_safe_text(subject))
         .map(Arc::from);
+    let allowed = allow_verified(
+        provider,
+        request,
+        &found,
+        &identity_headers,
+        subject.clone(),
+        edits,
+        Verification::Signature,
+    );
+    services.token_cache.insert(
+        found.value,
+        CachedToken {
+            provider: provider_index,
+            key: verified.key,
+            lifetime: verified.lifetime,
+            subject,
+            identity_headers,
+        },
+    );
+    Ok(allowed)
+}
+
+/// The checks of the request rather than of its token, the same for a token verified now and
+/// one remembered: the route accepts the token's provider, and the token was found where that
+/// provider sends tokens.
+fn check_request(
+    accepted: Option<&[ProviderIndex]>,
+    provider_index: ProviderIndex,
+    provider: &Provider,
+    found: &FoundToken<'_>,
+) -> Result<(), Denial> {
+    if accepted.is_some_and(|accepted| !accepted.contains(&provider_index)) {
+        return Err(Denial::IssuerNotAccepted);
+    }
+    if !provider.token_sources.contains(found.source) {
+        return Err(Denial::WrongTokenSource);
+    }
+    Ok(())
+}
+
+/// A provider's keys at `now`: inline keys are always fresh.
+fn provider_keys<'k>(
+    provider_index: ProviderIndex,
+    provider: &'k Provider,
+    remote: &'k dyn RemoteKeyLookup,
+    now: UnixSeconds,
+) -> KeysNow<'k> {
+    match &provider.keys {
+        KeySource::Inline(keys) => KeysNow::Fresh(keys),
+        KeySource::Remote(_) => remote.keys_now(provider_index, now),
+    }
+}
+
+/// Allows a request whose token `provider` vouched for: its identity headers set, the token
+/// stripped where the provider says so.
+fn allow_verified(
+    provider: &Provider,
+    request: &Request<'_>,
+    found: &FoundToken<'_>,
+    identity_headers: &[(Arc<str>, Arc<str>)],
+    subject: Option<Arc<str>>,
+    mut edits: UpstreamEdits,
+    verification: Verification,
+) -> Allowed {
     edits.set_headers.extend(identity_headers.iter().cloned());
-    if services.token_cache.is_enabled() {
-        services.token_cache.insert(
-            found.value,
-            CachedToken {
-                provider: provider_index,
-                key: verified.key,
-                lifetime: verified.lifetime,
-                subject: subject.clone(),
-                identity_headers,
-            },
-        );
-    }
     if !provider.forward_token {
-        edits.strip_token(request, &found);
+        edits.strip_token(request, found);
     }
-    Ok(Allowed {
+    Allowed {
         provider: Some(Arc::clone(&provider.name)),
         subject,
         edits,
-        verification: Verification::Signature,
-    })
+        verification,
+    }
 }
 
-/// A request whose token may have been verified before.
-struct Remembered<'r, 'a> {
-    config: &'r Config,
-    remote: &'r dyn RemoteKeyLookup,
-    request: &'r Request<'a>,
-    found: &'r FoundToken<'a>,
-    accepted: Option<&'r [ProviderIndex]>,
+/// What a remembered verification is worth for this request.
+enum Remembered<'c> {
+    /// It still holds: allow, as `provider`'s.
+    Holds(&'c Provider),
+    /// Its key left the provider's keys, or its time is up: forget it.
+    NoLonger,
+    /// Not for this request (another route or token source) or not now (keys unavailable):
+    /// keep it; the full path gives this request its exact answer.
+    NotHere,
+}
+
+fn remembered<'c>(
+    config: &'c Config,
+    remote: &dyn RemoteKeyLookup,
+    cached: &CachedToken,
+    found: &FoundToken<'_>,
+    accepted: Option<&[ProviderIndex]>,
     now: UnixSeconds,
-}
-
-impl Remembered<'_, '_> {
-    /// Allows the request on a cached verification that still holds; `None` sends it down the
-    /// full path, which then gives the exact answer (a denial, a wait, or a fresh allow).
-    fn allow(&self, cache: &mut TokenCache, edits: &mut UpstreamEdits) -> Option<Allowed> {
-        let token = self.found.value;
-        let cached = cache.get(token)?;
-        let provider = self.config.providers.get(cached.provider)?;
-        // Checks of this request rather than of the token: as on the full path.
-        if self
-            .accepted
-            .is_some_and(|accepted| !accepted.contains(&cached.provider))
-            || !provider.token_sources.contains(self.found.source)
-        {
-            return None;
-        }
-        let keys: &KeySet = match &provider.keys {
-            KeySource::Inline(keys) => keys,
-            KeySource::Remote(_) => match self.remote.keys_now(cached.provider, self.now) {
-                KeysNow::Fresh(keys) | KeysNow::Stale(keys) => keys,
-                KeysNow::Pending | KeysNow::Unavailable => return None,
-            },
-        };
-        let key_still_published = keys.keys().iter().any(|key| key.fingerprint == cached.key);
-        if !key_still_published || cached.lifetime.check(provider, self.now).is_err() {
-            cache.remove(token);
-            return None;
-        }
-        edits
-            .set_headers
-            .extend(cached.identity_headers.iter().cloned());
-        let subject = cached.subject.clone();
-        if !provider.forward_token {
-            edits.strip_token(self.request, self.found);
-        }
-        Some(Allowed {
-            provider: Some(Arc::clone(&provider.name)),
-            subject,
-            edits: std::mem::take(edits),
-            verification: Verification::CacheHit,
-        })
+) -> Remembered<'c> {
+    let Some(provider) = config.providers.get(cached.provider) else {
+        return Remembered::NotHere;
+    };
+    if check_request(accepted, cached.provider, provider, found).is_err() {
+        return Remembered::NotHere;
+    }
+    let (KeysNow::Fresh(keys) | KeysNow::Stale(keys)) =
+        provider_keys(cached.provider, provider, remote, now)
+    else {
+        return Remembered::NotHere;
+    };
+    let key_still_published = keys.keys().iter().any(|key| key.fingerprint == cached.key);
+    if key_still_published && cached.lifetime.check(provider, now).is_ok() {
+        Remembered::Holds(provider)
+    } else {
+        Remembered::NoLonger
     }
 }
 

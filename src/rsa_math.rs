@@ -191,17 +191,26 @@ impl RsaVerifier {
     /// Whether `signature` is, as an integer, below the modulus (RFC 8017 §5.2.2 step 1);
     /// `signature` must be [`RsaVerifier::modulus_len`] bytes long.
     pub fn is_below_modulus(&self, signature: &[u8]) -> bool {
+        let mut buffer = [0_u32; MAX_LIMBS];
+        self.representative(signature, &mut buffer).is_some()
+    }
+
+    /// The signature as limbs in `buffer`, if it is [`RsaVerifier::modulus_len`] bytes long
+    /// and, as an integer, below n (RFC 8017 §5.2.2 step 1): s + n would verify as well as s.
+    fn representative<'b>(
+        &self,
+        signature: &[u8],
+        buffer: &'b mut [u32; MAX_LIMBS],
+    ) -> Option<&'b mut [u32]> {
         if signature.len() != self.modulus_len {
-            return false;
+            return None;
         }
-        let mut limbs = [0_u32; MAX_LIMBS];
-        let Some(limbs) = limbs.get_mut(..self.modulus.len()) else {
-            return false;
-        };
+        let limbs = buffer.get_mut(..self.modulus.len())?;
+        // A signature of `modulus_len` bytes has exactly as many limbs as n.
         for (limb, chunk) in limbs.iter_mut().zip(signature.rchunks(4)) {
             *limb = limb_from_be_bytes(chunk);
         }
-        less_than(limbs, &self.modulus)
+        less_than(limbs, &self.modulus).then_some(limbs)
     }
 
     /// RSASSA-PKCS1-v1_5 (RFC 8017 §8.2.2): s^e mod n must be exactly the one encoding of
@@ -263,25 +272,14 @@ impl RsaVerifier {
     /// s^e mod n as `modulus_len` big-endian bytes, or `None` when the signature has the
     /// wrong length or is not less than n.
     fn public_operation(&self, signature: &[u8]) -> Option<Vec<u8>> {
-        if signature.len() != self.modulus_len {
-            return None;
-        }
         let modulus = self.modulus.as_slice();
         let limbs = modulus.len();
         let mut base_buffer = [0_u32; MAX_LIMBS];
         let mut power_buffer = [0_u32; MAX_LIMBS];
         let mut product_buffer = [0_u32; 2 * MAX_LIMBS];
-        let base = base_buffer.get_mut(..limbs)?;
+        let base = self.representative(signature, &mut base_buffer)?;
         let power = power_buffer.get_mut(..limbs)?;
         let product = product_buffer.get_mut(..limbs.checked_mul(2)?)?;
-
-        // A signature of `modulus_len` bytes has exactly as many limbs as n.
-        for (limb, chunk) in base.iter_mut().zip(signature.rchunks(4)) {
-            *limb = limb_from_be_bytes(chunk);
-        }
-        if !less_than(base, modulus) {
-            return None;
-        }
         // base ← s·R mod n (Montgomery form), the factor of every multiplication below.
         multiply(product, base, &self.r_squared);
         montgomery_reduce(product, power, modulus, self.negated_inverse);

@@ -32,25 +32,21 @@
     clippy::arithmetic_side_effects
 )]
 
+// Each test crate uses its own part of the shared vector code.
+#[allow(dead_code)]
+#[path = "wycheproof/vectors.rs"]
+mod vectors;
+
 use std::ffi::OsString;
-use std::fmt;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::{json, Value};
+use vectors::*;
 use wasm_jwt_authn::alg::{self, Algorithm, Portable, SignatureError};
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
-
-const VECTOR_DIR_ENV: &str = "WYCHEPROOF_DIR";
-/// Relative to `CARGO_MANIFEST_DIR`.
-const DEFAULT_VECTOR_DIR: &str = "../shared/vectors/wycheproof";
-/// Far above any vector: the size limit is not what these vectors test.
-const MAX_TOKEN_BYTES: usize = 1 << 20;
 
 /// The JWA names the filter implements, spelled out here rather than taken from
 /// `Algorithm::ALL`, so that a header naming anything else (`HS256`, `none`, `NONE`, `ES512`)
@@ -58,36 +54,6 @@ const MAX_TOKEN_BYTES: usize = 1 << 20;
 const IMPLEMENTED_JWS_ALGORITHMS: [&str; 9] = [
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
-
-// ---------------------------------------------------------------------------------------------
-// Documented exceptions, per file.
-
-/// A vector whose outcome differs from Wycheproof's on purpose: `outcome` is our exact verdict
-/// (its `Debug` form), asserted as such, and `reason` says why it is right for this filter.
-struct Exception {
-    tc_id: u32,
-    outcome: &'static str,
-    reason: &'static str,
-}
-
-const JSON_WEB_SIGNATURE_EXCEPTIONS: &[Exception] = &[
-    Exception {
-        tc_id: 346,
-        outcome: "NoCompatibleKey",
-        reason: "RFC 7520 figure 20: the JWK says `alg: PS256`, the token `PS384`; a JWK's `alg` \
-                 is the only algorithm the key verifies here (RFC 7517 §4.4, `Key::accepts`), \
-                 which closes algorithm substitution",
-    },
-    Exception {
-        tc_id: 350,
-        outcome: "NoCompatibleKey",
-        reason: "as tcId 346, with `key_ops: [verify]` instead of `use: sig`",
-    },
-];
-
-/// None: tcId 7 (a key with the ROCA weakness, CVE-2017-15361) is refused by `parse_key`'s
-/// fingerprint check, as Wycheproof expects.
-const JSON_WEB_KEY_EXCEPTIONS: &[Exception] = &[];
 
 // ---------------------------------------------------------------------------------------------
 // One test per family of files.
@@ -220,20 +186,6 @@ fn rsa_pss_file(file: &str) -> Tally {
         }
     }
     tally
-}
-
-/// The JWA algorithm for a PSS parameter set, if it is one (RFC 7518 §3.5).
-fn jwa_pss_algorithm(group: &RsaGroup) -> Option<Algorithm> {
-    let (algorithm, hash_bytes) = match group.sha.as_str() {
-        "SHA-256" => (Algorithm::Ps256, 32),
-        "SHA-384" => (Algorithm::Ps384, 48),
-        "SHA-512" => (Algorithm::Ps512, 64),
-        _ => return None,
-    };
-    let conforms = group.mgf.as_deref() == Some("MGF1")
-        && group.mgf_sha.as_deref() == Some(group.sha.as_str())
-        && group.s_len == Some(hash_bytes);
-    conforms.then_some(algorithm)
 }
 
 fn ecdsa_file(file: &str) -> Tally {
@@ -517,24 +469,6 @@ fn header_refusal(jws: &str) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // Tallies and the verdict rule.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Expected {
-    Valid,
-    Invalid,
-    Acceptable,
-}
-
-impl fmt::Display for Expected {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            Expected::Valid => "valid (accept)",
-            Expected::Invalid => "invalid (reject)",
-            Expected::Acceptable => "acceptable (reject)",
-        })
-    }
-}
-
 /// The parts of a vector a mismatch report names.
 struct Case<'a> {
     tc_id: u32,
@@ -732,59 +666,7 @@ fn assert_agreement(tallies: impl IntoIterator<Item = Tally>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loading the vectors.
-
-fn vector_dir() -> PathBuf {
-    resolve_vector_dir(
-        std::env::var_os(VECTOR_DIR_ENV),
-        Path::new(env!("CARGO_MANIFEST_DIR")),
-    )
-}
-
-fn resolve_vector_dir(override_dir: Option<OsString>, manifest_dir: &Path) -> PathBuf {
-    let dir = match override_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => manifest_dir.join(DEFAULT_VECTOR_DIR),
-    };
-    assert!(
-        dir.is_dir(),
-        "Wycheproof vectors not found: {} is not a directory. Point {VECTOR_DIR_ENV} at the \
-         folder holding the vector JSON files (default: {DEFAULT_VECTOR_DIR} from the crate).",
-        dir.display()
-    );
-    dir
-}
-
-fn load<Group: DeserializeOwned>(file: &str) -> VectorFile<Group> {
-    let path = vector_dir().join(file);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read Wycheproof file {}: {error}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|error| {
-        panic!(
-            "{} does not have the expected Wycheproof schema: {error}",
-            path.display()
-        )
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VectorFile<Group> {
-    number_of_tests: usize,
-    test_groups: Vec<Group>,
-}
-
-/// A vector of the primitive files: a hex message and signature.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignatureVector {
-    tc_id: u32,
-    comment: String,
-    flags: Vec<String>,
-    msg: String,
-    sig: String,
-    result: Expected,
-}
+// Vectors as cases.
 
 impl SignatureVector {
     fn case(&self) -> Case<'_> {
@@ -797,76 +679,6 @@ impl SignatureVector {
     }
 }
 
-/// RSASSA-PKCS1-v1_5 and RSASSA-PSS groups (`mgf`, `mgfSha`, `sLen` are PSS only).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RsaGroup {
-    public_key: RsaNumbers,
-    sha: String,
-    mgf: Option<String>,
-    mgf_sha: Option<String>,
-    s_len: Option<usize>,
-    /// Wycheproof's own JWK of the key (`keyJwk` in the PKCS#1 files).
-    #[serde(alias = "keyJwk")]
-    public_key_jwk: Option<Value>,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RsaNumbers {
-    modulus: String,
-    public_exponent: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EcdsaGroup {
-    public_key: EcPoint,
-    sha: String,
-    public_key_jwk: Option<Value>,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-struct EcPoint {
-    curve: String,
-    wx: String,
-    wy: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EddsaGroup {
-    public_key: EddsaKey,
-    public_key_jwk: Option<Value>,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-struct EddsaKey {
-    pk: String,
-}
-
-/// A JSON Web Signature / JSON Web Key group: a JWK or JWKS, public and/or private.
-#[derive(Deserialize)]
-struct JoseGroup {
-    comment: String,
-    public: Option<Value>,
-    private: Option<Value>,
-    tests: Vec<JoseVector>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JoseVector {
-    tc_id: u32,
-    comment: String,
-    flags: Vec<String>,
-    jws: String,
-    result: Expected,
-}
-
 impl JoseVector {
     fn case(&self) -> Case<'_> {
         Case {
@@ -876,62 +688,4 @@ impl JoseVector {
             expected: self.result,
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Encoding helpers.
-
-/// The JWKs of a group's key: a JWKS's `keys`, or the one JWK.
-fn jwk_entries(key: &Value) -> Vec<Value> {
-    match key.get("keys").and_then(Value::as_array) {
-        Some(keys) => keys.clone(),
-        None => vec![key.clone()],
-    }
-}
-
-/// RFC 7518 §6.3.1: `n` and `e` are unsigned big-endian, without leading zero bytes
-/// (Wycheproof's hex keeps a `00` sign byte).
-fn rsa_jwk(numbers: &RsaNumbers) -> Value {
-    json!({
-        "kty": "RSA",
-        "n": base64url(strip_leading_zeros(&hex(&numbers.modulus))),
-        "e": base64url(strip_leading_zeros(&hex(&numbers.public_exponent))),
-    })
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes
-        .iter()
-        .position(|&byte| byte != 0)
-        .unwrap_or(bytes.len());
-    &bytes[first..]
-}
-
-/// RFC 7518 §6.2.1.2: a coordinate is exactly the field size; Wycheproof's hex may carry a
-/// `00` sign byte or drop leading zeros.
-fn fixed_size(bytes: &[u8], size: usize) -> Vec<u8> {
-    let digits = strip_leading_zeros(bytes);
-    assert!(
-        digits.len() <= size,
-        "coordinate of {} bytes for a {size}-byte field",
-        digits.len()
-    );
-    let mut fixed = vec![0; size - digits.len()];
-    fixed.extend_from_slice(digits);
-    fixed
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd-length hex {text:?}");
-    (0..text.len())
-        .step_by(2)
-        .map(|at| {
-            u8::from_str_radix(&text[at..at + 2], 16)
-                .unwrap_or_else(|_| panic!("not hex: {text:?}"))
-        })
-        .collect()
 }

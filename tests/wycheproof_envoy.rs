@@ -39,19 +39,19 @@ mod envoy;
 #[path = "e2e/http.rs"]
 mod http;
 
+// Each test crate uses its own part of the shared vector code.
+#[allow(dead_code)]
+#[path = "wycheproof/vectors.rs"]
+mod vectors;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::fmt;
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_jwt_authn::alg::{self, Algorithm};
@@ -59,13 +59,9 @@ use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
 
 use envoy::{Envoy, Options};
+use vectors::*;
 
 const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
-const VECTOR_DIR_ENV: &str = "WYCHEPROOF_DIR";
-/// Relative to `CARGO_MANIFEST_DIR`, as in `tests/wycheproof.rs`.
-const DEFAULT_VECTOR_DIR: &str = "../shared/vectors/wycheproof";
-/// Far above any vector: the size limit is not what these vectors test.
-const MAX_TOKEN_BYTES: usize = 1 << 20;
 /// The algorithms the host verifies (`host_crypto::hash_function`).
 const HOSTED: [Algorithm; 5] = [
     Algorithm::Rs256,
@@ -73,27 +69,6 @@ const HOSTED: [Algorithm; 5] = [
     Algorithm::Rs512,
     Algorithm::Es256,
     Algorithm::Es384,
-];
-
-/// A vector whose outcome differs from Wycheproof's on purpose; the same list, outcomes and
-/// reasons as `tests/wycheproof.rs` (see there).
-struct Exception {
-    tc_id: u32,
-    outcome: &'static str,
-}
-
-const JSON_WEB_SIGNATURE_EXCEPTIONS: &[Exception] = &[
-    // RFC 7520 figure 20: JWK `alg: PS256`, token `PS384`: a JWK's `alg` is the only
-    // algorithm the key verifies.
-    Exception {
-        tc_id: 346,
-        outcome: "NoCompatibleKey",
-    },
-    // As 346, with `key_ops: [verify]` instead of `use: sig`.
-    Exception {
-        tc_id: 350,
-        outcome: "NoCompatibleKey",
-    },
 ];
 
 #[test]
@@ -709,24 +684,6 @@ enum Verdict {
     BadSignature(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Expected {
-    Valid,
-    Invalid,
-    Acceptable,
-}
-
-impl fmt::Display for Expected {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(match self {
-            Expected::Valid => "valid (accept)",
-            Expected::Invalid => "invalid (reject)",
-            Expected::Acceptable => "acceptable (reject)",
-        })
-    }
-}
-
 struct Case<'a> {
     tc_id: u32,
     comment: &'a str,
@@ -882,49 +839,7 @@ impl Tally {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loading the vectors (the schema of tests/wycheproof.rs).
-
-fn vector_dir() -> PathBuf {
-    let dir = std::env::var_os(VECTOR_DIR_ENV).map_or_else(
-        || Path::new(REPOSITORY).join(DEFAULT_VECTOR_DIR),
-        PathBuf::from,
-    );
-    assert!(
-        dir.is_dir(),
-        "Wycheproof vectors not found: {} is not a directory (set {VECTOR_DIR_ENV})",
-        dir.display()
-    );
-    dir
-}
-
-fn load<Group: DeserializeOwned>(file: &str) -> VectorFile<Group> {
-    let path = vector_dir().join(file);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("cannot read Wycheproof file {}: {error}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|error| {
-        panic!(
-            "{} does not have the expected Wycheproof schema: {error}",
-            path.display()
-        )
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VectorFile<Group> {
-    number_of_tests: usize,
-    test_groups: Vec<Group>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignatureVector {
-    tc_id: u32,
-    comment: String,
-    msg: String,
-    sig: String,
-    result: Expected,
-}
+// Vectors as cases (files, schema and exceptions: tests/wycheproof/vectors.rs).
 
 impl SignatureVector {
     fn case(&self) -> Case<'_> {
@@ -936,67 +851,6 @@ impl SignatureVector {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RsaGroup {
-    public_key: RsaNumbers,
-    sha: String,
-    mgf: Option<String>,
-    mgf_sha: Option<String>,
-    s_len: Option<usize>,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RsaNumbers {
-    modulus: String,
-    public_exponent: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EcdsaGroup {
-    public_key: EcPoint,
-    sha: String,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-struct EcPoint {
-    curve: String,
-    wx: String,
-    wy: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EddsaGroup {
-    public_key: EddsaKey,
-    tests: Vec<SignatureVector>,
-}
-
-#[derive(Deserialize)]
-struct EddsaKey {
-    pk: String,
-}
-
-#[derive(Deserialize)]
-struct JoseGroup {
-    comment: String,
-    public: Option<Value>,
-    tests: Vec<JoseVector>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JoseVector {
-    tc_id: u32,
-    comment: String,
-    jws: String,
-    result: Expected,
-}
-
 impl JoseVector {
     fn case(&self) -> Case<'_> {
         Case {
@@ -1005,75 +859,4 @@ impl JoseVector {
             expected: self.result,
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Encoding helpers (as in tests/wycheproof.rs).
-
-/// The JWA algorithm for a PSS parameter set, if it is one (RFC 7518 §3.5: MGF1 with the
-/// message hash, salt as long as the hash).
-fn jwa_pss_algorithm(group: &RsaGroup) -> Option<Algorithm> {
-    let (algorithm, hash_bytes) = match group.sha.as_str() {
-        "SHA-256" => (Algorithm::Ps256, 32),
-        "SHA-384" => (Algorithm::Ps384, 48),
-        "SHA-512" => (Algorithm::Ps512, 64),
-        _ => return None,
-    };
-    let conforms = group.mgf.as_deref() == Some("MGF1")
-        && group.mgf_sha.as_deref() == Some(group.sha.as_str())
-        && group.s_len == Some(hash_bytes);
-    conforms.then_some(algorithm)
-}
-
-/// The JWKs of a group's key: a JWKS's `keys`, or the one JWK.
-fn jwk_entries(key: &Value) -> Vec<Value> {
-    match key.get("keys").and_then(Value::as_array) {
-        Some(keys) => keys.clone(),
-        None => vec![key.clone()],
-    }
-}
-
-/// RFC 7518 §6.3.1: `n` and `e` unsigned big-endian without leading zero bytes.
-fn rsa_jwk(numbers: &RsaNumbers) -> Value {
-    json!({
-        "kty": "RSA",
-        "n": base64url(strip_leading_zeros(&hex(&numbers.modulus))),
-        "e": base64url(strip_leading_zeros(&hex(&numbers.public_exponent))),
-    })
-}
-
-fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes
-        .iter()
-        .position(|&byte| byte != 0)
-        .unwrap_or(bytes.len());
-    &bytes[first..]
-}
-
-/// RFC 7518 §6.2.1.2: a coordinate is exactly the field size.
-fn fixed_size(bytes: &[u8], size: usize) -> Vec<u8> {
-    let digits = strip_leading_zeros(bytes);
-    assert!(
-        digits.len() <= size,
-        "coordinate of {} bytes for a {size}-byte field",
-        digits.len()
-    );
-    let mut fixed = vec![0; size - digits.len()];
-    fixed.extend_from_slice(digits);
-    fixed
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    assert!(text.len() % 2 == 0, "odd-length hex {text:?}");
-    (0..text.len())
-        .step_by(2)
-        .map(|at| {
-            u8::from_str_radix(&text[at..at + 2], 16)
-                .unwrap_or_else(|_| panic!("not hex: {text:?}"))
-        })
-        .collect()
 }

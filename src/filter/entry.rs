@@ -26,31 +26,44 @@ thread_local! {
     static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
 }
 
-/// Runs `callback` on root context `context_id`, taken out of the registry for the duration:
-/// a host call made inside cannot re-enter the registry while it is borrowed.
-fn with_root<T>(context_id: u32, default: T, callback: impl FnOnce(&mut AuthnRoot) -> T) -> T {
-    let taken = CONTEXTS.with(|contexts| contexts.borrow_mut().roots.remove(&context_id));
-    let Some(mut root) = taken else {
+/// Runs `callback` on the context `context_id` of the registry `select` picks, taken out of
+/// it for the duration: a host call made inside cannot re-enter the registry while it is
+/// borrowed. `default` when there is no such context.
+fn with_context<C, T>(
+    select: fn(&mut Contexts) -> &mut HashMap<u32, C>,
+    context_id: u32,
+    default: T,
+    callback: impl FnOnce(&mut C) -> T,
+) -> T {
+    let taken = CONTEXTS.with(|contexts| select(&mut contexts.borrow_mut()).remove(&context_id));
+    let Some(mut context) = taken else {
         return default;
     };
-    let result = callback(&mut root);
-    CONTEXTS.with(|contexts| contexts.borrow_mut().roots.insert(context_id, root));
+    let result = callback(&mut context);
+    CONTEXTS.with(|contexts| select(&mut contexts.borrow_mut()).insert(context_id, context));
     result
 }
 
-/// As [`with_root`], for a request's context.
+fn with_root<T>(context_id: u32, default: T, callback: impl FnOnce(&mut AuthnRoot) -> T) -> T {
+    with_context(
+        |contexts| &mut contexts.roots,
+        context_id,
+        default,
+        callback,
+    )
+}
+
 fn with_request<T>(
     context_id: u32,
     default: T,
     callback: impl FnOnce(&mut AuthnHttpContext) -> T,
 ) -> T {
-    let taken = CONTEXTS.with(|contexts| contexts.borrow_mut().requests.remove(&context_id));
-    let Some(mut request) = taken else {
-        return default;
-    };
-    let result = callback(&mut request);
-    CONTEXTS.with(|contexts| contexts.borrow_mut().requests.insert(context_id, request));
-    result
+    with_context(
+        |contexts| &mut contexts.requests,
+        context_id,
+        default,
+        callback,
+    )
 }
 
 /// Called once when the module is instantiated: WASI constructors, then the panic hook.
