@@ -482,19 +482,36 @@ class Envoy:
 RESULT_LINE = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
 
 
-def run_wrk(settings, port, token_file, seconds):
+def cpu_seconds(pid):
+    """CPU time the process has run, all threads, from the scheduler's own nanosecond account
+    (`/proc/<pid>/task/*/schedstat`, first field): time stolen by the hypervisor or spent waiting
+    is not in it, so per request it moves far less from run to run than requests/s does."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that exited between listing and reading
+    return total / 1e9
+
+
+def run_wrk(settings, port, token_file, seconds, pid=None):
     command = settings.pin_wrk + [
         "wrk", "-t1", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}{REQUEST_PATH}"]
     environment = dict(os.environ, BENCH_TOKEN_FILE=str(token_file), BENCH_PATH=REQUEST_PATH)
+    cpu_before = cpu_seconds(pid) if pid else None
     result = subprocess.run(command, capture_output=True, text=True, env=environment,
                             timeout=seconds + 60, check=False)
+    cpu_after = cpu_seconds(pid) if pid else None
     match = RESULT_LINE.search(result.stdout)
     if result.returncode != 0 or not match:
         raise ModeFailed(f"wrk failed (status {result.returncode})", result.stdout + result.stderr)
     fields = dict(item.split("=", 1) for item in match.group(1).split())
     run = {name: float(value) for name, value in fields.items()}
     run["rps"] = run["requests"] / (run["duration_us"] / 1e6) if run["duration_us"] else 0.0
+    if pid and run["requests"] and cpu_after is not None:
+        run["cpu_us"] = (cpu_after - cpu_before) * 1e6 / run["requests"]
     return run
 
 
@@ -537,7 +554,8 @@ def verification_counters(envoy):
 def measure_workload(settings, name, workload, token_file, modes):
     """Starts every mode's Envoy, checks and warms each, runs the interleaved rounds."""
     cache_entries = CACHE_ENTRIES if workload["cache"] else 0
-    state = {mode: {"runs": [], "error": None, "sent": 0, "checks": None} for mode in modes}
+    state = {mode: {"runs": [], "paired": [], "error": None, "sent": 0, "checks": None}
+             for mode in modes}
     envoys = {}
     sample = token_file.read_text().split()[0]
     try:
@@ -589,7 +607,8 @@ def measure_workload(settings, name, workload, token_file, modes):
                     warn(f"{name}/{mode}: {state[mode]['error']}:\n{envoy.log_tail()}")
                     continue
                 try:
-                    run = run_wrk(settings, envoy.port, token_file, settings.duration)
+                    run = run_wrk(settings, envoy.port, token_file, settings.duration,
+                                  envoy.process.pid)
                 except ModeFailed as failure:
                     state[mode]["error"] = str(failure)
                     warn(f"{name}/{mode}: {failure}\n{failure.details}".rstrip())
@@ -603,7 +622,8 @@ def measure_workload(settings, name, workload, token_file, modes):
                          f"({run['status']:.0f} non-2xx responses): this run is suspect")
                 say(f"{name} round {round_number}/{settings.rounds} {mode:<18} "
                     f"{run['rps']:8.0f} req/s  p50 {run['p50_us'] / 1000:6.2f} ms  "
-                    f"p99 {run['p99_us'] / 1000:6.2f} ms")
+                    f"p99 {run['p99_us'] / 1000:6.2f} ms  CPU {fmt(run.get('cpu_us'), '.1f')} µs/req")
+        measure_paired(settings, name, token_file, modes, envoys, state)
         for mode in modes:
             envoy = envoys[mode]
             if state[mode]["error"] is None and envoy.running():
@@ -616,6 +636,60 @@ def measure_workload(settings, name, workload, token_file, modes):
     return state
 
 
+def measure_paired(settings, name, token_file, modes, envoys, state):
+    """Paired rounds: `native` and one other mode loaded at the same time, both Envoys on CPU 0,
+    so the kernel shares that CPU between them and whatever the machine does during the run
+    (another tenant, frequency changes) hits both alike. Their request counts in the same
+    window give the ratio of what a request costs each, without the drift between one run and
+    the next that sequential rounds see."""
+    native = state.get("native")
+    if not settings.paired_rounds or native is None or native["error"]:
+        return
+    others = [mode for mode in modes if mode != "native" and not state[mode]["error"]]
+    for round_number in range(1, settings.paired_rounds + 1):
+        for mode in others:
+            if state[mode]["error"] or native["error"]:
+                continue
+            if not envoys[mode].running() or not envoys["native"].running():
+                continue  # the next counters read reports it
+            pair = {}
+
+            def load(which):
+                envoy = envoys[which]
+                try:
+                    pair[which] = run_wrk(settings, envoy.port, token_file, settings.duration,
+                                          envoy.process.pid)
+                except ModeFailed as failure:
+                    pair[which] = failure
+
+            threads = [threading.Thread(target=load, args=(which,)) for which in ("native", mode)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            failed = [which for which in ("native", mode) if isinstance(pair[which], ModeFailed)]
+            for which in ("native", mode):
+                if which not in failed:
+                    state[which]["sent"] += pair[which]["requests"]
+                    state[which]["extra_runs"] = state[which].get("extra_runs", 0) + 1
+            if failed:
+                warn(f"{name} paired round {round_number} native+{mode}: "
+                     + "; ".join(f"{which}: {pair[which]}" for which in failed))
+                continue
+            ours, theirs = pair[mode], pair["native"]
+            errors = sum(run[key] for run in (ours, theirs)
+                         for key in ("status", "connect", "read", "write", "timeout"))
+            if errors:
+                warn(f"{name} paired round {round_number} native+{mode}: {errors:.0f} errors: "
+                     "this pair is not counted")
+                continue
+            ratio = ours["requests"] / theirs["requests"] if theirs["requests"] else 0.0
+            state[mode]["paired"].append(ratio)
+            native["paired"].append(1.0)
+            say(f"{name} paired round {round_number}/{settings.paired_rounds} native + {mode:<18} "
+                f"{theirs['rps']:6.0f} + {ours['rps']:6.0f} req/s: ratio {ratio:.3f}")
+
+
 def summarize(state, modes, connections):
     rows = {}
     for mode in modes:
@@ -626,6 +700,10 @@ def summarize(state, modes, connections):
             "rps": statistics.median(run["rps"] for run in runs),
             "p50_ms": statistics.median(run["p50_us"] for run in runs) / 1000,
             "p99_ms": statistics.median(run["p99_us"] for run in runs) / 1000,
+            "cpu_us": (statistics.median(run["cpu_us"] for run in runs)
+                       if all("cpu_us" in run for run in runs) else None),
+            "paired": statistics.median(state[mode]["paired"]) if state[mode]["paired"] else None,
+            "paired_runs": state[mode]["paired"],
             "errors": sum(run["status"] + run["connect"] + run["read"] + run["write"] + run["timeout"]
                           for run in runs),
         }
@@ -637,7 +715,7 @@ def summarize(state, modes, connections):
             expected = state[mode]["sent"] + checks["allowed"]
             row["allowed"] = counters["allowed"]
             row["allowed_expected"] = expected
-            row["allowed_slack"] = connections * (len(runs) + 1)
+            row["allowed_slack"] = connections * (len(runs) + state[mode].get("extra_runs", 0) + 1)
             row["verified_ok"] = expected <= counters["allowed"] <= expected + row["allowed_slack"]
         rows[mode] = row
     native = rows.get("native")
@@ -645,6 +723,8 @@ def summarize(state, modes, connections):
         if native:
             row["rps_ratio"] = row["rps"] / native["rps"] if native["rps"] else None
             row["p99_ratio"] = row["p99_ms"] / native["p99_ms"] if native["p99_ms"] else None
+            row["cpu_ratio"] = (row["cpu_us"] / native["cpu_us"]
+                                if row["cpu_us"] and native["cpu_us"] else None)
     return rows
 
 
@@ -970,16 +1050,25 @@ def fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
+def paired_cell(mode, row):
+    if row.get("paired") is None:
+        return "—"
+    if mode == "native":
+        return "1.00"
+    spread = ", ".join(f"{ratio:.2f}" for ratio in row["paired_runs"])
+    return f"**{row['paired']:.2f}** ({spread})"
+
+
 def summary_table(name, rows, state, modes):
     lines = [
-        "| mode | req/s | p50 ms | p99 ms | req/s vs native | p99 vs native | allowed counter (expected) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| mode | req/s | p50 ms | p99 ms | Envoy CPU µs/req | req/s vs native | p99 vs native | CPU/req vs native | **paired** req/s vs native | allowed counter (expected) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for mode in modes:
         row = rows.get(mode)
         if row is None:
             reason = (state[mode]["error"] or "no runs").replace("|", "\\|")
-            lines.append(f"| {mode} | skipped: {reason} | | | | | |")
+            lines.append(f"| {mode} | skipped: {reason} | | | | | | | | |")
             continue
         if "allowed" in row:
             mark = "" if row["verified_ok"] else " **MISMATCH**"
@@ -989,7 +1078,9 @@ def summary_table(name, rows, state, modes):
         errors = f" ({row['errors']:.0f} errors!)" if row["errors"] else ""
         lines.append(
             f"| {mode} | {row['rps']:.0f}{errors} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-            f"{fmt(row.get('rps_ratio'), '.2f')} | {fmt(row.get('p99_ratio'), '.2f')} | {counter} |")
+            f"{fmt(row['cpu_us'], '.1f')} | {fmt(row.get('rps_ratio'), '.2f')} | "
+            f"{fmt(row.get('p99_ratio'), '.2f')} | {fmt(row.get('cpu_ratio'), '.2f')} | "
+            f"{paired_cell(mode, row)} | {counter} |")
     if "portable" in rows and "portable-reference" in rows:
         portable, reference = rows["portable"], rows["portable-reference"]
         lines.append("")
@@ -999,8 +1090,8 @@ def summary_table(name, rows, state, modes):
 
 
 def raw_table(results):
-    lines = ["| workload | mode | round | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | mode | round | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | CPU µs/req | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, result in results.items():
         for mode, mode_state in result["state"].items():
             for run in mode_state["runs"]:
@@ -1008,7 +1099,8 @@ def raw_table(results):
                 lines.append(
                     f"| {name} | {mode} | {run['round']} | {run['requests']:.0f} | {run['rps']:.0f} | "
                     f"{run['p50_us'] / 1000:.2f} | {run['p90_us'] / 1000:.2f} | "
-                    f"{run['p99_us'] / 1000:.2f} | {run['max_us'] / 1000:.2f} | {errors:.0f} |")
+                    f"{run['p99_us'] / 1000:.2f} | {run['max_us'] / 1000:.2f} | "
+                    f"{fmt(run.get('cpu_us'), '.1f')} | {errors:.0f} |")
     return lines
 
 
@@ -1084,6 +1176,8 @@ def write_results(settings, facts, results, elapsed, flood):
         f"- wrk: {facts['wrk']}; `-t1 -c{settings.connections} -d{settings.duration}s`, "
         f"{settings.warmup} s warm-up per Envoy",
         f"- rounds: {settings.rounds} (modes interleaved in each); medians of the rounds below",
+        f"- paired rounds: {settings.paired_rounds} per workload (`native` and one other mode at "
+        "the same time on CPU 0; the ratio of their request counts)",
         f"- load average (1, 5, 15 min) at start: {facts['load_start']}, at end: {facts['load_end']} "
         "(anything else busy on the machine skews every number)",
         f"- filter module: {'; '.join(wasm_sizes)}; commit `{facts['commit']}`",
@@ -1130,7 +1224,8 @@ def write_results(settings, facts, results, elapsed, flood):
 
 
 def print_table(results):
-    header = f"{'workload':<16} {'mode':<19} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'rps/nat':>7} {'p99/nat':>7}  verified"
+    header = (f"{'workload':<16} {'mode':<19} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'cpu µs':>7} "
+              f"{'rps/nat':>7} {'p99/nat':>7} {'cpu/nat':>7} {'paired':>7}  verified")
     print()
     print(header)
     print("-" * len(header))
@@ -1146,7 +1241,9 @@ def print_table(results):
             if row["errors"]:
                 verified += f"  {row['errors']:.0f} ERRORS"
             print(f"{name:<16} {mode:<19} {row['rps']:8.0f} {row['p50_ms']:7.2f} {row['p99_ms']:7.2f} "
-                  f"{fmt(row.get('rps_ratio'), '7.2f'):>7} {fmt(row.get('p99_ratio'), '7.2f'):>7}  {verified}")
+                  f"{fmt(row['cpu_us'], '7.1f'):>7} {fmt(row.get('rps_ratio'), '7.2f'):>7} "
+                  f"{fmt(row.get('p99_ratio'), '7.2f'):>7} {fmt(row.get('cpu_ratio'), '7.2f'):>7} "
+                  f"{fmt(row.get('paired'), '7.2f'):>7}  {verified}")
         rows = result["rows"]
         if "portable" in rows and "portable-reference" in rows:
             print(f"{name:<16} portable vs portable-reference: req/s "
@@ -1186,6 +1283,7 @@ def configure(arguments):
     settings = Settings()
     settings.rounds = env_int("BENCH_ROUNDS", 3)
     settings.duration = env_int("BENCH_DURATION", 5)
+    settings.paired_rounds = env_int("BENCH_PAIRED_ROUNDS", 3, minimum=0)
     settings.warmup = env_int("BENCH_WARMUP", 2)
     settings.connections = env_int("BENCH_CONNECTIONS", 16)
     settings.token_count = env_int("BENCH_TOKENS", 3000, minimum=100)
