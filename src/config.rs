@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::alg::Algorithm;
 use crate::jwks::{KeySet, SkippedKey};
+use crate::policy::{self, RawRequirements, Requirements};
 use crate::remote::{HttpUri, KeyLocation, RemoteKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
 use crate::token::TokenSource;
 use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
@@ -151,6 +152,7 @@ struct RawRule {
     request_match: RawMatch,
     allow: Option<RawAllow>,
     providers: Option<Vec<String>>,
+    require: Option<RawRequirements>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +204,8 @@ pub struct Config {
     pub crypto: CryptoBackend,
     /// How many verified tokens to remember; 0 disables the cache.
     pub token_cache_entries: usize,
+    /// Some rule checks claims, so remembered tokens keep theirs.
+    pub policy_reads_claims: bool,
 }
 
 /// Position of a provider in [`Config::providers`].
@@ -310,6 +314,8 @@ pub struct Rule {
     /// Upper-case method names; `None` matches every method.
     pub methods: Option<Vec<String>>,
     pub action: RuleAction,
+    /// What the token must also show (scopes, claims); empty for anonymous rules.
+    pub requirements: Requirements,
 }
 
 /// A configuration that cannot be used, with the field at fault.
@@ -493,8 +499,10 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
+    let policy_reads_claims = rules.iter().any(|rule| !rule.requirements.is_empty());
     Ok(Loaded {
         config: Config {
+            policy_reads_claims,
             providers,
             rules,
             max_token_bytes,
@@ -963,10 +971,24 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
                 "a rule has exactly one of `\"allow\": \"anonymous\"` and `\"providers\": [...]`",
             )),
         };
+    let requirements = match (raw.require, &action) {
+        (None, _) => Requirements::default(),
+        (Some(_), RuleAction::AllowAnonymous) => {
+            return Err(error(
+                format!("{field}.require"),
+                "an anonymous rule has no token to require anything of",
+            ))
+        }
+        (Some(raw), RuleAction::RequireToken(_)) => {
+            policy::validate(&format!("{field}.require"), raw)
+                .map_err(|(field, problem)| error(field, problem))?
+        }
+    };
     Ok(Rule {
         path,
         methods,
         action,
+        requirements,
     })
 }
 

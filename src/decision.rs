@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
+use crate::policy::{self, Requirements, Unmet};
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
 use crate::token_cache::{CachedToken, TokenCache};
@@ -115,6 +116,8 @@ pub enum Denial {
     Rejected(Rejection),
     /// The provider's keys cannot be had (IdP down, nothing cached): `503`, never allow.
     KeysUnavailable,
+    /// A valid token that does not meet the matched rule's `require`: `403`.
+    Forbidden(Unmet),
 }
 
 /// The stable, machine-readable name of a denial: response bodies, stats and filter state.
@@ -148,11 +151,13 @@ pub enum Reason {
     NoCompatibleKey,
     BadSignature,
     KeysUnavailable,
+    InsufficientScope,
+    ClaimConditionFailed,
 }
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -181,6 +186,8 @@ impl Reason {
         Reason::NoCompatibleKey,
         Reason::BadSignature,
         Reason::KeysUnavailable,
+        Reason::InsufficientScope,
+        Reason::ClaimConditionFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -213,6 +220,8 @@ impl Reason {
             Reason::NoCompatibleKey => "no_compatible_key",
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::ClaimConditionFailed => "claim_condition_failed",
         }
     }
 
@@ -247,6 +256,8 @@ impl Reason {
             Reason::NoCompatibleKey => "no key can verify the token algorithm",
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
+            Reason::InsufficientScope => "the token lacks a scope this route requires",
+            Reason::ClaimConditionFailed => "the token claims do not meet this route's conditions",
         }
     }
 }
@@ -294,6 +305,8 @@ impl Denial {
                 Rejection::BadSignature => Reason::BadSignature,
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
+            Denial::Forbidden(Unmet::Scopes(_)) => Reason::InsufficientScope,
+            Denial::Forbidden(Unmet::Claim(_)) => Reason::ClaimConditionFailed,
         }
     }
 
@@ -310,9 +323,14 @@ impl Denial {
     /// - no token: `401` with a bare `Bearer realm` challenge (RFC 6750 §3.1: no error code
     ///   when the request lacks authentication information);
     /// - a malformed request (two tokens, unnormalized path): `400` with `invalid_request`;
-    /// - any token problem: `401` with `invalid_token` and a short `error_description`.
+    /// - any token problem: `401` with `invalid_token` and a short `error_description`;
+    /// - a valid token the route's `require` turns away: `403`, with `insufficient_scope` and
+    ///   the scopes the route needs when scopes are the reason (RFC 6750 §3.1).
     pub fn response(&self, realm: &str) -> Response {
         let reason = self.reason();
+        if let Denial::Forbidden(unmet) = self {
+            return forbidden(unmet, reason, realm);
+        }
         if let Denial::KeysUnavailable = self {
             let body = json!({
                 "error": "temporarily_unavailable",
@@ -358,6 +376,41 @@ impl Denial {
             ],
             body: body.to_string(),
         }
+    }
+}
+
+fn forbidden(unmet: &Unmet, reason: Reason, realm: &str) -> Response {
+    let mut headers = Vec::with_capacity(3);
+    let body = match unmet {
+        Unmet::Scopes(scopes) => {
+            // Scopes are checked at configure time to hold no `"` or `\`: safe to quote.
+            headers.push((
+                "www-authenticate".to_owned(),
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\", scope=\"{scopes}\"",
+                    reason.description()
+                ),
+            ));
+            json!({
+                "error": "insufficient_scope",
+                "reason": reason.as_str(),
+                "description": reason.description(),
+                "scope": scopes,
+            })
+        }
+        Unmet::Claim(path) => json!({
+            "error": "forbidden",
+            "reason": reason.as_str(),
+            "description": reason.description(),
+            "claim": path,
+        }),
+    };
+    headers.push(("content-type".to_owned(), "application/json".to_owned()));
+    headers.push(("cache-control".to_owned(), "no-store".to_owned()));
+    Response {
+        status: 403,
+        headers,
+        body: body.to_string(),
     }
 }
 
@@ -416,6 +469,7 @@ fn decide(
         .rules
         .iter()
         .find(|rule| rule_matches(rule, request.method, path));
+    let requirements = rule.map(|rule| &rule.requirements);
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
     let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
         Some(RuleAction::AllowAnonymous) => {
@@ -440,6 +494,7 @@ fn decide(
     if let Some(cached) = services.token_cache.get(found.value) {
         match remembered(config, services.remote_keys, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
+                meets(requirements, cached.claims.as_deref())?;
                 let identity_headers = &cached.identity_headers;
                 let subject = cached.subject.clone();
                 let verification = Verification::CacheHit;
@@ -495,6 +550,10 @@ fn decide(
         .subject
         .filter(|subject| upstream::is_safe_text(subject))
         .map(Arc::from);
+    // Kept (and remembered) only when some rule reads them.
+    let claims = config
+        .policy_reads_claims
+        .then(|| Arc::new(verified.claims));
     let allowed = allow_verified(
         provider,
         request,
@@ -512,9 +571,27 @@ fn decide(
             lifetime: verified.lifetime,
             subject,
             identity_headers,
+            claims: claims.clone(),
         },
     );
+    // After remembering: the token is valid whatever this route requires of it.
+    meets(requirements, claims.as_deref())?;
     Ok(allowed)
+}
+
+/// The matched rule's `require` against a verified token's claims. Claims are kept whenever
+/// some rule has requirements, so `None` with requirements cannot happen; it would refuse.
+fn meets(
+    requirements: Option<&Requirements>,
+    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), Denial> {
+    let Some(requirements) = requirements.filter(|requirements| !requirements.is_empty()) else {
+        return Ok(());
+    };
+    let Some(claims) = claims else {
+        return Err(Denial::Forbidden(Unmet::Claim(Vec::new())));
+    };
+    policy::check(requirements, claims).map_err(Denial::Forbidden)
 }
 
 /// The checks of the request rather than of its token, the same for a token verified now and

@@ -1127,3 +1127,143 @@ fn a_remembered_token_is_forgotten_when_its_key_leaves_the_key_set() {
     let decision = decide_cached(&config, &unavailable, &mut cache, &verifier, request, NOW);
     assert_denied(&decision, "keys_unavailable");
 }
+
+/// The base configuration with `require` on the `/admin` route (POST) and a `/reports` route.
+fn policy_config() -> Config {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"match": {"path_prefix": "/admin"}, "providers": ["corp"],
+         "require": {"scopes": {"all": ["admin:write", "admin:read"]}}},
+        {"match": {"path_prefix": "/reports"}, "providers": ["corp"],
+         "require": {"claims": {"any": [
+             {"claim": ["realm_access", "roles"], "contains": "auditor"},
+             {"claim": ["https://example.com/department"], "equals": "finance"}
+         ]}}}
+    ]);
+    load(&document)
+}
+
+#[test]
+fn a_token_without_the_routes_scopes_gets_403_insufficient_scope_naming_them() {
+    let config = policy_config();
+    assert!(config.policy_reads_claims);
+    let reader = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"scope": "admin:read"})),
+    );
+    let decision = decide_on(&config, "GET", "/admin/users", &bearer(&reader));
+    assert_denied(&decision, "insufficient_scope");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 403);
+    assert_eq!(
+        response.headers[0],
+        (
+            "www-authenticate".to_owned(),
+            "Bearer realm=\"wasm-jwt-authn\", error=\"insufficient_scope\", \
+             error_description=\"the token lacks a scope this route requires\", \
+             scope=\"admin:write admin:read\""
+                .to_owned()
+        )
+    );
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "admin:write admin:read");
+
+    // Scopes from `scp` (an array) count as much as from `scope`.
+    let admin = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(
+            claims(),
+            json!({"scope": "admin:read", "scp": ["admin:write"]}),
+        ),
+    );
+    allowed(decide_on(&config, "GET", "/admin/users", &bearer(&admin)));
+    // Another route asks nothing of scopes: the reader's token is enough there.
+    allowed(decide_on(&config, "GET", "/orders", &bearer(&reader)));
+}
+
+#[test]
+fn claim_conditions_decide_with_any_and_name_the_failed_claim() {
+    let config = policy_config();
+    let auditor = with(claims(), json!({"realm_access": {"roles": ["auditor"]}}));
+    let finance = with(
+        claims(),
+        json!({"https://example.com/department": "finance"}),
+    );
+    let neither = with(claims(), json!({"realm_access": {"roles": ["user"]}}));
+    for allowed_claims in [auditor, finance] {
+        let token = token("RS256", TestKey::Rsa2048, &allowed_claims);
+        allowed(decide_on(&config, "GET", "/reports/q3", &bearer(&token)));
+    }
+    let token = token("RS256", TestKey::Rsa2048, &neither);
+    let decision = decide_on(&config, "GET", "/reports/q3", &bearer(&token));
+    assert_denied(&decision, "claim_condition_failed");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 403);
+    assert!(
+        response
+            .headers
+            .iter()
+            .all(|(name, _)| name != "www-authenticate"),
+        "no RFC 6750 error code fits a claim condition"
+    );
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["reason"], "claim_condition_failed");
+    assert_eq!(body["claim"], json!(["realm_access", "roles"]));
+}
+
+#[test]
+fn a_remembered_token_meets_each_routes_requirements_from_its_kept_claims() {
+    let config = policy_config();
+    let mut cache = TokenCache::new(10);
+    let verifier = CountingVerifier::default();
+    let token = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"scope": "admin:read admin:write"})),
+    );
+    let headers = bearer(&token);
+    let mut decide = |path: &str| {
+        decide_cached(
+            &config,
+            &NoRemoteKeys,
+            &mut cache,
+            &verifier,
+            ("GET", path, headers.as_slice()),
+            NOW,
+        )
+    };
+    // Verified on a route whose condition it fails: still remembered (it is valid) ...
+    assert_denied(&decide("/reports"), "claim_condition_failed");
+    // ... and from memory it passes the route it meets, and fails the one it does not.
+    assert_eq!(
+        allowed(decide("/admin")).verification,
+        Verification::CacheHit
+    );
+    assert_denied(&decide("/reports"), "claim_condition_failed");
+    assert_eq!(verifier.0.get(), 1, "one signature check in all");
+}
+
+#[test]
+fn require_on_an_anonymous_rule_is_a_configuration_error() {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"match": {"path_prefix": "/"}, "allow": "anonymous",
+         "require": {"scopes": {"any": ["a"]}}}
+    ]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].require");
+    document["rules"][0] = json!({"match": {"path_prefix": "/"}, "providers": ["corp"],
+        "require": {"claims": {"all": [{"claim": ["a"], "equals": 1, "in": [1]}]}}});
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].require.claims.all[0]");
+    assert!(!load(&base_config()).policy_reads_claims);
+}

@@ -44,6 +44,7 @@ mod es384;
 pub mod host_crypto;
 mod json;
 pub mod jwks;
+pub mod policy;
 pub mod remote;
 pub(crate) mod rsa_math;
 pub mod token;

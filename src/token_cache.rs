@@ -28,6 +28,8 @@ use crate::config::ProviderIndex;
 use crate::jwks::KeyFingerprint;
 use crate::verify::Lifetime;
 
+use serde_json::{Map, Value};
+
 /// Defaults to 1 000 entries: one to two megabytes for typical tokens of about 1 KiB (each
 /// entry holds its token and the identity headers made from it).
 pub const DEFAULT_MAX_ENTRIES: usize = 1_000;
@@ -46,6 +48,8 @@ pub struct CachedToken {
     pub subject: Option<Arc<str>>,
     /// The identity headers (claims and payload headers) the upstream receives.
     pub identity_headers: Vec<(Arc<str>, Arc<str>)>,
+    /// The verified claims, kept only when some rule's `require` reads them.
+    pub claims: Option<Arc<Map<String, Value>>>,
 }
 
 #[derive(Debug)]
@@ -155,6 +159,7 @@ mod tests {
             },
             subject: Some(Arc::from("a client")),
             identity_headers: vec![(Arc::from("x-jwt-sub"), Arc::from("a client"))],
+            claims: None,
         }
     }
 
