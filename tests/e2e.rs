@@ -680,6 +680,85 @@ fn tokens_are_found_in_every_source_and_stripped_when_not_forwarded() {
     stand.finish();
 }
 
+/// Rules that require scopes (`/admin/`) and claim conditions (`/reports/`) of `main`'s tokens.
+fn requiring_configuration() -> Value {
+    let mut configuration = verifying_configuration();
+    configuration["rules"] = json!([
+        {"match": {"path_prefix": "/admin/"}, "providers": ["main"],
+         "require": {"scopes": {"all": ["admin:read", "admin:write"]}}},
+        {"match": {"path_prefix": "/reports/"}, "providers": ["main"],
+         "require": {"claims": {"any": [
+             {"claim": ["realm_access", "roles"], "contains": "auditor"},
+             {"claim": ["https://e2e.test/department"], "equals": "finance"}
+         ]}}}
+    ]);
+    configuration
+}
+
+#[test]
+fn rule_requirements_answer_403_in_envoy() {
+    let stand = Stand::start("require", &requiring_configuration());
+    let with = |subject: &str, extra: Value| {
+        let mut claims = claims(MAIN_ISSUER, subject);
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        signed("RS256", &claims)
+    };
+
+    stand.scenario("missing_scope_is_403_insufficient_scope", || {
+        let reader = with("reader", json!({"scope": "admin:read"}));
+        let challenge = "Bearer realm=\"wasm-jwt-authn\", error=\"insufficient_scope\", \
+             error_description=\"the token lacks a scope this route requires\", \
+             scope=\"admin:read admin:write\"";
+        for _ in 0..2 {
+            // The second time from the token cache: the same answer.
+            stand
+                .get("/admin/users", &[("authorization", &bearer(&reader))])
+                .forbidden(
+                    "insufficient_scope",
+                    Some(challenge),
+                    ("scope", json!("admin:read admin:write")),
+                );
+        }
+        // The same token is enough where no scope is required.
+        stand
+            .get("/orders", &[("authorization", &bearer(&reader))])
+            .allowed("reader");
+    });
+
+    stand.scenario("scopes_from_scope_and_scp_together", || {
+        let admin = with(
+            "admin",
+            json!({"scope": "admin:read", "scp": ["admin:write"]}),
+        );
+        stand
+            .get("/admin/users", &[("authorization", &bearer(&admin))])
+            .allowed("admin");
+    });
+
+    stand.scenario("claim_conditions", || {
+        let auditor = with("auditor", json!({"realm_access": {"roles": ["auditor"]}}));
+        let finance = with("finance", json!({"https://e2e.test/department": "finance"}));
+        let neither = with("intern", json!({"realm_access": {"roles": ["user"]}}));
+        stand
+            .get("/reports/q3", &[("authorization", &bearer(&auditor))])
+            .allowed("auditor");
+        stand
+            .get("/reports/q3", &[("authorization", &bearer(&finance))])
+            .allowed("finance");
+        stand
+            .get("/reports/q3", &[("authorization", &bearer(&neither))])
+            .forbidden(
+                "claim_condition_failed",
+                None,
+                ("claim", json!(["realm_access", "roles"])),
+            );
+    });
+
+    stand.finish();
+}
+
 #[test]
 fn invalid_configuration_fails_closed() {
     let upstream = EchoUpstream::start();

@@ -318,6 +318,45 @@ impl Exchange<'_> {
         self.stand.expect_log(&self.id, status, "deny", "-", reason);
     }
 
+    /// A valid token the route's `require` turned away: `403` with the exact challenge (only
+    /// `insufficient_scope` has one) and body, whose `detail` is the reason's own member
+    /// (`scope` or `claim`); nothing reached the upstream; `denied.<reason>` counted, logged.
+    pub fn forbidden(&self, reason: &str, challenge: Option<&str>, detail: (&str, Value)) {
+        let description = Reason::ALL
+            .iter()
+            .find(|known| known.as_str() == reason)
+            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
+            .description();
+        let response = &self.response;
+        assert_eq!(
+            response.status,
+            403,
+            "{}: expected 403 for {reason}, got {} {}",
+            self.target,
+            response.status,
+            response.text()
+        );
+        assert_eq!(response.header("www-authenticate"), challenge);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        let error = if reason == "insufficient_scope" {
+            "insufficient_scope"
+        } else {
+            "forbidden"
+        };
+        let mut body = json!({"error": error, "reason": reason, "description": description});
+        body[detail.0] = detail.1;
+        assert_eq!(response.json(), body, "response body");
+        assert!(
+            self.upstream.is_empty(),
+            "{}: a denied request reached the upstream: {:?}",
+            self.target,
+            self.upstream
+        );
+        self.counters_moved(&[&format!("denied.{reason}")]);
+        self.stand.expect_log(&self.id, 403, "deny", "-", reason);
+    }
+
     /// Exactly these counters went up by one, and no other counter of the filter moved.
     pub fn counters_moved(&self, counters: &[&str]) {
         let expected: BTreeMap<String, i128> = counters
