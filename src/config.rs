@@ -71,6 +71,7 @@ struct RawProvider {
     #[serde(default)]
     claims_to_headers: Vec<RawClaimToHeader>,
     payload_header: Option<String>,
+    role_claims: Option<Vec<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +229,8 @@ pub struct Provider {
     pub forward_token: bool,
     pub claims_to_headers: Vec<ClaimToHeader>,
     pub payload_header: Option<Arc<str>>,
+    /// Where this provider's tokens carry roles or groups, for `require.roles`.
+    pub role_claims: Vec<Vec<String>>,
 }
 
 /// Where a provider's keys come from.
@@ -673,6 +676,27 @@ fn validate_provider(
         .payload_header
         .map(|name| validate_claim_header(&format!("{field}.payload_header"), &name))
         .transpose()?;
+    let role_claims = match raw.role_claims {
+        None => vec![vec!["roles".to_owned()]],
+        Some(paths) => {
+            if paths.is_empty() {
+                return Err(error(
+                    format!("{field}.role_claims"),
+                    "list at least one claim path (leave it out for `[[\"roles\"]]`)",
+                ));
+            }
+            if let Some(index) = paths
+                .iter()
+                .position(|path| path.is_empty() || path.iter().any(String::is_empty))
+            {
+                return Err(error(
+                    format!("{field}.role_claims[{index}]"),
+                    "a claim path is a non-empty array of non-empty member names",
+                ));
+            }
+            paths
+        }
+    };
 
     Ok((
         Provider {
@@ -689,6 +713,7 @@ fn validate_provider(
             forward_token: raw.forward_token.unwrap_or(true),
             claims_to_headers,
             payload_header: payload_header.map(Arc::from),
+            role_claims,
         },
         skipped,
     ))

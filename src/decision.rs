@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
-use crate::policy::{self, Requirements, Unmet};
+use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
 use crate::token_cache::{CachedToken, TokenCache};
@@ -152,12 +152,15 @@ pub enum Reason {
     BadSignature,
     KeysUnavailable,
     InsufficientScope,
+    InsufficientRole,
     ClaimConditionFailed,
+    AuthenticationTooOld,
+    AuthenticationTooWeak,
 }
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 33] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -187,7 +190,10 @@ impl Reason {
         Reason::BadSignature,
         Reason::KeysUnavailable,
         Reason::InsufficientScope,
+        Reason::InsufficientRole,
         Reason::ClaimConditionFailed,
+        Reason::AuthenticationTooOld,
+        Reason::AuthenticationTooWeak,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -221,7 +227,10 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::InsufficientScope => "insufficient_scope",
+            Reason::InsufficientRole => "insufficient_role",
             Reason::ClaimConditionFailed => "claim_condition_failed",
+            Reason::AuthenticationTooOld => "authentication_too_old",
+            Reason::AuthenticationTooWeak => "authentication_too_weak",
         }
     }
 
@@ -257,7 +266,14 @@ impl Reason {
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
             Reason::InsufficientScope => "the token lacks a scope this route requires",
+            Reason::InsufficientRole => "the caller lacks a role this route requires",
             Reason::ClaimConditionFailed => "the token claims do not meet this route's conditions",
+            Reason::AuthenticationTooOld => {
+                "the user must authenticate again: the last authentication is too old"
+            }
+            Reason::AuthenticationTooWeak => {
+                "the user must authenticate again with a stronger method"
+            }
         }
     }
 }
@@ -306,7 +322,12 @@ impl Denial {
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
             Denial::Forbidden(Unmet::Scopes(_)) => Reason::InsufficientScope,
+            Denial::Forbidden(Unmet::Roles(_)) => Reason::InsufficientRole,
             Denial::Forbidden(Unmet::Claim(_)) => Reason::ClaimConditionFailed,
+            Denial::Forbidden(Unmet::StepUp(step_up)) => match step_up.cause {
+                StepUpCause::TooOld => Reason::AuthenticationTooOld,
+                StepUpCause::TooWeak => Reason::AuthenticationTooWeak,
+            },
         }
     }
 
@@ -380,37 +401,59 @@ impl Denial {
 }
 
 fn forbidden(unmet: &Unmet, reason: Reason, realm: &str) -> Response {
+    let description = reason.description();
+    let mut status = 403;
     let mut headers = Vec::with_capacity(3);
-    let body = match unmet {
+    // Scopes and `acr` values are checked at configure time to hold no `"` or `\`: safe to
+    // quote in a challenge.
+    let mut body = serde_json::Map::new();
+    let error = match unmet {
+        Unmet::StepUp(step_up) => {
+            // RFC 9470 §3: a 401 whose challenge says what the new authentication must meet.
+            status = 401;
+            let mut challenge = format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", error_description=\"{description}\""
+            );
+            if let Some(acr_values) = &step_up.acr_values {
+                challenge.push_str(&format!(", acr_values=\"{acr_values}\""));
+                body.insert("acr_values".to_owned(), json!(acr_values));
+            }
+            if let Some(max_age) = step_up.max_age {
+                challenge.push_str(&format!(", max_age={max_age}"));
+                body.insert("max_age".to_owned(), json!(max_age));
+            }
+            headers.push(("www-authenticate".to_owned(), challenge));
+            "insufficient_user_authentication"
+        }
         Unmet::Scopes(scopes) => {
-            // Scopes are checked at configure time to hold no `"` or `\`: safe to quote.
             headers.push((
                 "www-authenticate".to_owned(),
                 format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\", scope=\"{scopes}\"",
-                    reason.description()
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{scopes}\""
                 ),
             ));
-            json!({
-                "error": "insufficient_scope",
-                "reason": reason.as_str(),
-                "description": reason.description(),
-                "scope": scopes,
-            })
+            body.insert("scope".to_owned(), json!(scopes));
+            "insufficient_scope"
         }
-        Unmet::Claim(path) => json!({
-            "error": "forbidden",
-            "reason": reason.as_str(),
-            "description": reason.description(),
-            "claim": path,
-        }),
+        // No RFC 6750 error code fits a role or a claim: no challenge, the body says why.
+        Unmet::Roles(roles) => {
+            body.insert("roles".to_owned(), json!(roles));
+            "forbidden"
+        }
+        Unmet::Claim(path) => {
+            body.insert("claim".to_owned(), json!(path));
+            "forbidden"
+        }
     };
+    body.insert("error".to_owned(), json!(error));
+    body.insert("reason".to_owned(), json!(reason.as_str()));
+    body.insert("description".to_owned(), json!(description));
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
     headers.push(("cache-control".to_owned(), "no-store".to_owned()));
     Response {
-        status: 403,
+        status,
         headers,
-        body: body.to_string(),
+        body: serde_json::Value::Object(body).to_string(),
     }
 }
 
@@ -494,7 +537,7 @@ fn decide(
     if let Some(cached) = services.token_cache.get(found.value) {
         match remembered(config, services.remote_keys, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
-                meets(requirements, cached.claims.as_deref())?;
+                meets(requirements, provider, cached.claims.as_deref(), now)?;
                 let identity_headers = &cached.identity_headers;
                 let subject = cached.subject.clone();
                 let verification = Verification::CacheHit;
@@ -575,7 +618,7 @@ fn decide(
         },
     );
     // After remembering: the token is valid whatever this route requires of it.
-    meets(requirements, claims.as_deref())?;
+    meets(requirements, provider, claims.as_deref(), now)?;
     Ok(allowed)
 }
 
@@ -583,7 +626,9 @@ fn decide(
 /// some rule has requirements, so `None` with requirements cannot happen; it would refuse.
 fn meets(
     requirements: Option<&Requirements>,
+    provider: &Provider,
     claims: Option<&serde_json::Map<String, serde_json::Value>>,
+    now: UnixSeconds,
 ) -> Result<(), Denial> {
     let Some(requirements) = requirements.filter(|requirements| !requirements.is_empty()) else {
         return Ok(());
@@ -591,7 +636,11 @@ fn meets(
     let Some(claims) = claims else {
         return Err(Denial::Forbidden(Unmet::Claim(Vec::new())));
     };
-    policy::check(requirements, claims).map_err(Denial::Forbidden)
+    let identity = Identity {
+        claims,
+        role_claims: &provider.role_claims,
+    };
+    policy::check(requirements, identity, now).map_err(Denial::Forbidden)
 }
 
 /// The checks of the request rather than of its token, the same for a token verified now and

@@ -1138,9 +1138,108 @@ fn policy_config() -> Config {
          "require": {"claims": {"any": [
              {"claim": ["realm_access", "roles"], "contains": "auditor"},
              {"claim": ["https://example.com/department"], "equals": "finance"}
-         ]}}}
+         ]}}},
+        {"match": {"path_prefix": "/payments"}, "providers": ["corp"],
+         "require": {"acr": ["urn:example:mfa"], "max_auth_age_seconds": 600}},
+        {"match": {"path_prefix": "/ops"}, "providers": ["corp"],
+         "require": {"roles": {"any": ["ops", "sre"]}}}
     ]);
+    document["providers"][0]["role_claims"] = json!([["realm_access", "roles"], ["groups"]]);
     load(&document)
+}
+
+#[test]
+fn stale_or_weak_authentication_gets_an_rfc9470_step_up_challenge() {
+    let config = policy_config();
+    let stale = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(
+            claims(),
+            json!({"acr": "urn:example:mfa", "auth_time": NOW - 601}),
+        ),
+    );
+    let decision = decide_on(&config, "POST", "/payments", &bearer(&stale));
+    assert_denied(&decision, "authentication_too_old");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.headers[0],
+        (
+            "www-authenticate".to_owned(),
+            "Bearer realm=\"wasm-jwt-authn\", error=\"insufficient_user_authentication\", \
+             error_description=\"the user must authenticate again: the last authentication is too old\", \
+             acr_values=\"urn:example:mfa\", max_age=600"
+                .to_owned()
+        )
+    );
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "error": "insufficient_user_authentication",
+            "reason": "authentication_too_old",
+            "description": "the user must authenticate again: the last authentication is too old",
+            "acr_values": "urn:example:mfa",
+            "max_age": 600
+        })
+    );
+
+    let password_only = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(
+            claims(),
+            json!({"acr": "urn:example:pwd", "auth_time": NOW - 5}),
+        ),
+    );
+    assert_denied(
+        &decide_on(&config, "POST", "/payments", &bearer(&password_only)),
+        "authentication_too_weak",
+    );
+    let fresh_mfa = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(
+            claims(),
+            json!({"acr": "urn:example:mfa", "auth_time": NOW - 600}),
+        ),
+    );
+    allowed(decide_on(&config, "POST", "/payments", &bearer(&fresh_mfa)));
+}
+
+#[test]
+fn roles_are_read_where_the_provider_puts_them() {
+    let config = policy_config();
+    for roles in [
+        json!({"realm_access": {"roles": ["sre"]}}),
+        json!({"groups": "ops"}),
+    ] {
+        let token = token("RS256", TestKey::Rsa2048, &with(claims(), roles));
+        allowed(decide_on(&config, "GET", "/ops/deploy", &bearer(&token)));
+    }
+    // `roles` at the top level is not one of this provider's role claims.
+    let token = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"roles": ["ops"]})),
+    );
+    let decision = decide_on(&config, "GET", "/ops/deploy", &bearer(&token));
+    assert_denied(&decision, "insufficient_role");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 403);
+    assert!(response
+        .headers
+        .iter()
+        .all(|(name, _)| name != "www-authenticate"));
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["roles"], json!(["ops", "sre"]));
 }
 
 #[test]

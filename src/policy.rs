@@ -12,12 +12,25 @@
 //!   array holding it, or a single value equal to it), starts with a `prefix`, `exists`; `not`
 //!   inverts any of them. A rule asks for `all` or `any` of its conditions.
 //!
+//! - **Roles** (or groups) are read from the claim paths the provider names in `role_claims`
+//!   (default `["roles"]`; Keycloak puts them in `realm_access.roles`, Okta in `groups`), each
+//!   a string or an array of strings; a rule asks for `all` or `any` of a list. Missing roles
+//!   answer `403 insufficient_role`.
+//! - **Step-up** (RFC 9470): `acr` lists the authentication context classes a route accepts
+//!   (the token's `acr` must be one), `max_auth_age_seconds` how long ago the user may have
+//!   authenticated (`auth_time`). A token that fails either answers `401
+//!   insufficient_user_authentication` with `acr_values` and `max_age`, so the client knows
+//!   what to ask the identity provider for; it is checked before scopes and claims, since a
+//!   fresh, stronger login may bring those too.
+//!
 //! Conditions within a rule all hold (AND); each list says itself whether any or all of it must.
 
 use std::fmt;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::verify::UnixSeconds;
 
 /// Whether one or every item of a list must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +51,30 @@ pub struct Quantified<T> {
 pub struct Requirements {
     pub scopes: Option<Quantified<String>>,
     pub claims: Option<Quantified<ClaimCondition>>,
+    pub roles: Option<Quantified<String>>,
+    /// The token's `acr` must be one of these.
+    pub acr: Option<Vec<String>>,
+    /// The user authenticated (`auth_time`) at most this long ago.
+    pub max_auth_age_seconds: Option<u64>,
 }
 
 impl Requirements {
     /// True when the rule asks nothing of the claims, so they need not be kept.
     pub fn is_empty(&self) -> bool {
-        self.scopes.is_none() && self.claims.is_none()
+        self.scopes.is_none()
+            && self.claims.is_none()
+            && self.roles.is_none()
+            && self.acr.is_none()
+            && self.max_auth_age_seconds.is_none()
     }
+}
+
+/// What a verified token says about its holder, for [`check`].
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub claims: &'a Map<String, Value>,
+    /// Where the token's provider puts roles.
+    pub role_claims: &'a [Vec<String>],
 }
 
 /// One test of the value at a claim path.
@@ -73,34 +103,92 @@ pub enum ClaimTest {
 /// Why a token does not meet a rule's requirements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmet {
+    /// The user must authenticate again: too long ago, or not strongly enough.
+    StepUp(StepUp),
     /// The token lacks scopes the route needs: the rule's scope list, space-separated, for the
     /// `scope` attribute of the challenge.
     Scopes(String),
+    /// The holder lacks roles the route needs: the rule's role list.
+    Roles(Vec<String>),
     /// A claim condition (or, for `any`, every one) does not hold; the path of the first that
     /// failed, for the response body.
     Claim(Vec<String>),
 }
 
+/// An RFC 9470 challenge: why, and every authentication requirement of the route, so one new
+/// login can meet them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepUp {
+    pub cause: StepUpCause,
+    /// The route's `acr` values, space-separated, when it has any.
+    pub acr_values: Option<String>,
+    pub max_age: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUpCause {
+    /// `auth_time` missing, not a number, or older than `max_auth_age_seconds`.
+    TooOld,
+    /// `acr` missing or not one the route accepts.
+    TooWeak,
+}
+
 impl fmt::Display for Unmet {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Unmet::StepUp(step_up) => match step_up.cause {
+                StepUpCause::TooOld => write!(formatter, "authentication too old"),
+                StepUpCause::TooWeak => write!(formatter, "authentication too weak"),
+            },
+            Unmet::Roles(roles) => write!(formatter, "the route needs role(s) {roles:?}"),
             Unmet::Scopes(scopes) => write!(formatter, "the route needs scope(s) {scopes}"),
             Unmet::Claim(path) => write!(formatter, "claim condition on {path:?} not met"),
         }
     }
 }
 
-/// Checks `claims` (a verified token's payload) against `requirements`.
-pub fn check(requirements: &Requirements, claims: &Map<String, Value>) -> Result<(), Unmet> {
+/// Checks a verified token's `identity` against `requirements` at `now`: authentication
+/// first (step-up), then scopes, roles and claim conditions.
+pub fn check(
+    requirements: &Requirements,
+    identity: Identity<'_>,
+    now: UnixSeconds,
+) -> Result<(), Unmet> {
+    let claims = identity.claims;
+    let step_up = |cause| {
+        Unmet::StepUp(StepUp {
+            cause,
+            acr_values: requirements.acr.as_ref().map(|values| values.join(" ")),
+            max_age: requirements.max_auth_age_seconds,
+        })
+    };
+    if let Some(accepted) = &requirements.acr {
+        let acr = claims.get("acr").and_then(Value::as_str);
+        if !acr.is_some_and(|acr| accepted.iter().any(|value| value == acr)) {
+            return Err(step_up(StepUpCause::TooWeak));
+        }
+    }
+    if let Some(max_age) = requirements.max_auth_age_seconds {
+        let authenticated_at = claims.get("auth_time").and_then(Value::as_i64);
+        // A moment in the future (clocks apart) counts as now; a missing one as too old.
+        let recent = authenticated_at.is_some_and(|at| {
+            now.checked_sub(at)
+                .is_some_and(|age| age <= i64::try_from(max_age).unwrap_or(i64::MAX))
+        });
+        if !recent {
+            return Err(step_up(StepUpCause::TooOld));
+        }
+    }
     if let Some(wanted) = &requirements.scopes {
         let granted = scopes_of(claims);
-        let has = |scope: &String| granted.contains(&scope.as_str());
-        let met = match wanted.quantifier {
-            Quantifier::All => wanted.items.iter().all(has),
-            Quantifier::Any => wanted.items.iter().any(has),
-        };
-        if !met {
+        if !quantified_holds(wanted, |scope| granted.contains(&scope.as_str())) {
             return Err(Unmet::Scopes(wanted.items.join(" ")));
+        }
+    }
+    if let Some(wanted) = &requirements.roles {
+        let held = roles_of(claims, identity.role_claims);
+        if !quantified_holds(wanted, |role| held.contains(&role.as_str())) {
+            return Err(Unmet::Roles(wanted.items.clone()));
         }
     }
     if let Some(conditions) = &requirements.claims {
@@ -115,6 +203,26 @@ pub fn check(requirements: &Requirements, claims: &Map<String, Value>) -> Result
         }
     }
     Ok(())
+}
+
+fn quantified_holds<T>(wanted: &Quantified<T>, holds: impl FnMut(&T) -> bool) -> bool {
+    match wanted.quantifier {
+        Quantifier::All => wanted.items.iter().all(holds),
+        Quantifier::Any => wanted.items.iter().any(holds),
+    }
+}
+
+/// Every role at the provider's role claim paths: strings, or arrays of strings.
+pub fn roles_of<'c>(claims: &'c Map<String, Value>, role_claims: &[Vec<String>]) -> Vec<&'c str> {
+    let mut roles = Vec::new();
+    for path in role_claims {
+        match claim_at(claims, path) {
+            Some(Value::String(role)) => roles.push(role.as_str()),
+            Some(Value::Array(items)) => roles.extend(items.iter().filter_map(Value::as_str)),
+            _ => {}
+        }
+    }
+    roles
 }
 
 /// Every scope the token grants, from `scope`, `scp` and `scopes`, strings split at spaces.
@@ -168,6 +276,9 @@ impl ClaimCondition {
 pub(crate) struct RawRequirements {
     scopes: Option<RawList<String>>,
     claims: Option<RawList<RawClaimCondition>>,
+    roles: Option<RawList<String>>,
+    acr: Option<Vec<String>>,
+    max_auth_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,7 +340,7 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
         .scopes
         .map(|list| {
             quantified(&format!("{field}.scopes"), list, |field, scope| {
-                if scope.is_empty() || scope.contains([' ', '"', '\\']) || !scope.is_ascii() {
+                if !is_challenge_word(&scope) {
                     return Err(field_error(
                         field,
                         "a scope is non-empty printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)",
@@ -243,13 +354,63 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
         .claims
         .map(|list| quantified(&format!("{field}.claims"), list, validate_condition))
         .transpose()?;
-    if scopes.is_none() && claims.is_none() {
+    let roles = raw
+        .roles
+        .map(|list| {
+            quantified(&format!("{field}.roles"), list, |field, role| {
+                if role.is_empty() {
+                    return Err(field_error(field, "a role is a non-empty string"));
+                }
+                Ok(role)
+            })
+        })
+        .transpose()?;
+    let acr = match raw.acr {
+        None => None,
+        Some(values) if values.is_empty() => {
+            return Err(field_error(
+                format!("{field}.acr"),
+                "must not be empty (leave it out to accept any)",
+            ))
+        }
+        Some(values) => {
+            if let Some(index) = values.iter().position(|value| !is_challenge_word(value)) {
+                return Err(field_error(
+                    format!("{field}.acr[{index}]"),
+                    "an `acr` value is non-empty printable ASCII without spaces, `\"` or `\\` (it goes into `acr_values`)",
+                ));
+            }
+            Some(values)
+        }
+    };
+    if raw.max_auth_age_seconds == Some(0) {
         return Err(field_error(
-            field,
-            "name `scopes` or `claims` (or leave `require` out)",
+            format!("{field}.max_auth_age_seconds"),
+            "must be at least 1",
         ));
     }
-    Ok(Requirements { scopes, claims })
+    let requirements = Requirements {
+        scopes,
+        claims,
+        roles,
+        acr,
+        max_auth_age_seconds: raw.max_auth_age_seconds,
+    };
+    if requirements.is_empty() {
+        return Err(field_error(
+            field,
+            "name at least one of `scopes`, `roles`, `claims`, `acr`, `max_auth_age_seconds` (or leave `require` out)",
+        ));
+    }
+    Ok(requirements)
+}
+
+/// Safe inside a quoted challenge attribute and as one word of a space-separated list.
+fn is_challenge_word(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\')
 }
 
 fn validate_condition(field: String, raw: RawClaimCondition) -> Result<ClaimCondition, FieldError> {
@@ -313,6 +474,23 @@ mod tests {
         }
     }
 
+    const NOW: UnixSeconds = 1_800_000_000;
+
+    /// The test provider's role claims: Keycloak's place and the default.
+    static ROLE_CLAIMS: std::sync::LazyLock<Vec<Vec<String>>> = std::sync::LazyLock::new(|| {
+        vec![
+            vec!["roles".to_owned()],
+            vec!["realm_access".to_owned(), "roles".to_owned()],
+        ]
+    });
+
+    fn identity(claims: &Map<String, Value>) -> Identity<'_> {
+        Identity {
+            claims,
+            role_claims: &ROLE_CLAIMS,
+        }
+    }
+
     fn requirements(raw: Value) -> Result<Requirements, FieldError> {
         let raw: RawRequirements = serde_json::from_value(raw)
             .map_err(|error| field_error("rules[0].require", error.to_string()))?;
@@ -341,13 +519,17 @@ mod tests {
         let reader = claims(json!({"scope": "read"}));
         let both = claims(json!({"scp": ["write", "read"]}));
         assert_eq!(
-            check(&all, &reader),
+            check(&all, identity(&reader), NOW),
             Err(Unmet::Scopes("read write".to_owned()))
         );
-        assert_eq!(check(&all, &both), Ok(()));
-        assert_eq!(check(&any, &reader), Ok(()));
+        assert_eq!(check(&all, identity(&both), NOW), Ok(()));
+        assert_eq!(check(&any, identity(&reader), NOW), Ok(()));
         assert_eq!(
-            check(&any, &claims(json!({"scope": "reader writer"}))),
+            check(
+                &any,
+                identity(&claims(json!({"scope": "reader writer"}))),
+                NOW
+            ),
             Err(Unmet::Scopes("read write".to_owned())),
             "scopes compare whole, never as substrings"
         );
@@ -411,7 +593,11 @@ mod tests {
         ];
         for (condition, expected) in cases {
             let rule = requirements(json!({"claims": {"all": [condition.clone()]}})).unwrap();
-            assert_eq!(check(&rule, &token).is_ok(), expected, "{condition}");
+            assert_eq!(
+                check(&rule, identity(&token), NOW).is_ok(),
+                expected,
+                "{condition}"
+            );
         }
     }
 
@@ -421,13 +607,88 @@ mod tests {
         let holds = json!({"claim": ["a"], "equals": 1});
         let fails = json!({"claim": ["b"], "equals": 1});
         let all = requirements(json!({"claims": {"all": [holds, fails]}})).unwrap();
-        assert_eq!(check(&all, &token), Err(Unmet::Claim(vec!["b".to_owned()])));
+        assert_eq!(
+            check(&all, identity(&token), NOW),
+            Err(Unmet::Claim(vec!["b".to_owned()]))
+        );
         let any = requirements(json!({"claims": {"any": [fails, holds]}})).unwrap();
-        assert_eq!(check(&any, &token), Ok(()));
+        assert_eq!(check(&any, identity(&token), NOW), Ok(()));
         let none = requirements(json!({"claims": {"any": [fails, fails]}})).unwrap();
         assert_eq!(
-            check(&none, &token),
+            check(&none, identity(&token), NOW),
             Err(Unmet::Claim(vec!["b".to_owned()]))
+        );
+    }
+
+    #[test]
+    fn roles_come_from_the_providers_role_claims() {
+        let any = requirements(json!({"roles": {"any": ["admin", "ops"]}})).unwrap();
+        let all = requirements(json!({"roles": {"all": ["admin", "ops"]}})).unwrap();
+        let keycloak = claims(json!({"realm_access": {"roles": ["ops"]}, "roles": "admin"}));
+        assert_eq!(check(&any, identity(&keycloak), NOW), Ok(()));
+        assert_eq!(check(&all, identity(&keycloak), NOW), Ok(()));
+        let groups_only = claims(json!({"groups": ["admin"]}));
+        assert_eq!(
+            check(&any, identity(&groups_only), NOW),
+            Err(Unmet::Roles(vec!["admin".to_owned(), "ops".to_owned()])),
+            "`groups` is not among this provider's role claims"
+        );
+    }
+
+    #[test]
+    fn step_up_on_acr_and_auth_time_names_every_authentication_requirement() {
+        let rule = requirements(json!({
+            "acr": ["urn:mfa", "phr"],
+            "max_auth_age_seconds": 300,
+            "scopes": {"all": ["admin"]}
+        }))
+        .unwrap();
+        let step_up = |cause| {
+            Err(Unmet::StepUp(StepUp {
+                cause,
+                acr_values: Some("urn:mfa phr".to_owned()),
+                max_age: Some(300),
+            }))
+        };
+        let fresh_mfa = json!({"acr": "phr", "auth_time": NOW - 300, "scope": "admin"});
+        assert_eq!(check(&rule, identity(&claims(fresh_mfa)), NOW), Ok(()));
+        let cases = [
+            (
+                json!({"acr": "pwd", "auth_time": NOW, "scope": "admin"}),
+                StepUpCause::TooWeak,
+            ),
+            (
+                json!({"auth_time": NOW, "scope": "admin"}),
+                StepUpCause::TooWeak,
+            ),
+            (
+                json!({"acr": "phr", "auth_time": NOW - 301}),
+                StepUpCause::TooOld,
+            ),
+            (json!({"acr": "phr"}), StepUpCause::TooOld),
+            (
+                json!({"acr": "phr", "auth_time": "recently"}),
+                StepUpCause::TooOld,
+            ),
+        ];
+        for (token, cause) in cases {
+            assert_eq!(
+                check(&rule, identity(&claims(token.clone())), NOW),
+                step_up(cause),
+                "{token}"
+            );
+        }
+        // Authentication is judged before scopes: a new login may bring them.
+        let no_scope = claims(json!({"acr": "pwd", "auth_time": NOW}));
+        assert_eq!(
+            check(&rule, identity(&no_scope), NOW),
+            step_up(StepUpCause::TooWeak)
+        );
+        let fresh_no_scope = claims(json!({"acr": "phr", "auth_time": NOW + 30}));
+        assert_eq!(
+            check(&rule, identity(&fresh_no_scope), NOW),
+            Err(Unmet::Scopes("admin".to_owned())),
+            "an auth_time slightly ahead of the clock counts as now"
         );
     }
 
@@ -463,6 +724,16 @@ mod tests {
             field(json!({"claims": {"all": [{"claim": ["a"], "in": []}]}})),
             "rules[0].require.claims.all[0].in"
         );
-        assert!(requirements(json!({"roles": {"any": ["a"]}})).is_err());
+        assert_eq!(field(json!({"acr": []})), "rules[0].require.acr");
+        assert_eq!(field(json!({"acr": ["a b"]})), "rules[0].require.acr[0]");
+        assert_eq!(
+            field(json!({"max_auth_age_seconds": 0})),
+            "rules[0].require.max_auth_age_seconds"
+        );
+        assert_eq!(
+            field(json!({"roles": {"any": [""]}})),
+            "rules[0].require.roles.any[0]"
+        );
+        assert!(requirements(json!({"groups": {"any": ["a"]}})).is_err());
     }
 }

@@ -690,8 +690,13 @@ fn requiring_configuration() -> Value {
          "require": {"claims": {"any": [
              {"claim": ["realm_access", "roles"], "contains": "auditor"},
              {"claim": ["https://e2e.test/department"], "equals": "finance"}
-         ]}}}
+         ]}}},
+        {"match": {"path_prefix": "/payments/"}, "providers": ["main"],
+         "require": {"acr": ["urn:e2e:mfa"], "max_auth_age_seconds": 300}},
+        {"match": {"path_prefix": "/ops/"}, "providers": ["main"],
+         "require": {"roles": {"any": ["sre"]}}}
     ]);
+    configuration["providers"][0]["role_claims"] = json!([["groups"]]);
     configuration
 }
 
@@ -735,6 +740,55 @@ fn rule_requirements_answer_403_in_envoy() {
         stand
             .get("/admin/users", &[("authorization", &bearer(&admin))])
             .allowed("admin");
+    });
+
+    stand.scenario("step_up_for_stale_or_weak_authentication", || {
+        let stale = with(
+            "payer",
+            json!({"acr": "urn:e2e:mfa", "auth_time": now() - 3600}),
+        );
+        let weak = with("payer", json!({"acr": "urn:e2e:pwd", "auth_time": now()}));
+        for (token, reason, description) in [
+            (
+                &stale,
+                "authentication_too_old",
+                "the user must authenticate again: the last authentication is too old",
+            ),
+            (
+                &weak,
+                "authentication_too_weak",
+                "the user must authenticate again with a stronger method",
+            ),
+        ] {
+            let exchange = stand.get("/payments/1", &[("authorization", &bearer(token))]);
+            let challenge = format!(
+                "Bearer realm=\"wasm-jwt-authn\", error=\"insufficient_user_authentication\", \
+                 error_description=\"{description}\", acr_values=\"urn:e2e:mfa\", max_age=300"
+            );
+            exchange.stepped_up(
+                reason,
+                &challenge,
+                &json!({"acr_values": "urn:e2e:mfa", "max_age": 300}),
+            );
+        }
+        let fresh = with(
+            "payer",
+            json!({"acr": "urn:e2e:mfa", "auth_time": now() - 10}),
+        );
+        stand
+            .get("/payments/1", &[("authorization", &bearer(&fresh))])
+            .allowed("payer");
+    });
+
+    stand.scenario("roles_at_the_providers_role_claims", || {
+        let sre = with("sre", json!({"groups": ["sre", "dev"]}));
+        stand
+            .get("/ops/deploy", &[("authorization", &bearer(&sre))])
+            .allowed("sre");
+        let top_level = with("dev", json!({"roles": ["sre"]}));
+        stand
+            .get("/ops/deploy", &[("authorization", &bearer(&top_level))])
+            .forbidden("insufficient_role", None, ("roles", json!(["sre"])));
     });
 
     stand.scenario("claim_conditions", || {

@@ -357,6 +357,44 @@ impl Exchange<'_> {
         self.stand.expect_log(&self.id, 403, "deny", "-", reason);
     }
 
+    /// An RFC 9470 step-up: `401` with exactly `challenge`, the body's `reason`, `description`
+    /// and the members in `extra` (`acr_values`, `max_age`); nothing reached the upstream.
+    pub fn stepped_up(&self, reason: &str, challenge: &str, extra: &Value) {
+        let description = Reason::ALL
+            .iter()
+            .find(|known| known.as_str() == reason)
+            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
+            .description();
+        let response = &self.response;
+        assert_eq!(
+            response.status,
+            401,
+            "{}: expected 401 for {reason}, got {} {}",
+            self.target,
+            response.status,
+            response.text()
+        );
+        assert_eq!(response.header("www-authenticate"), Some(challenge));
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        let mut body = json!({
+            "error": "insufficient_user_authentication",
+            "reason": reason,
+            "description": description,
+        });
+        for (name, value) in extra.as_object().unwrap() {
+            body[name] = value.clone();
+        }
+        assert_eq!(response.json(), body, "response body");
+        assert!(
+            self.upstream.is_empty(),
+            "{}: a denied request reached the upstream: {:?}",
+            self.target,
+            self.upstream
+        );
+        self.counters_moved(&[&format!("denied.{reason}")]);
+        self.stand.expect_log(&self.id, 401, "deny", "-", reason);
+    }
+
     /// Exactly these counters went up by one, and no other counter of the filter moved.
     pub fn counters_moved(&self, counters: &[&str]) {
         let expected: BTreeMap<String, i128> = counters
