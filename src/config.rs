@@ -19,6 +19,7 @@ use crate::alg::Algorithm;
 use crate::jwks::{KeySet, SkippedKey};
 use crate::policy::{self, RawRequirements, Requirements};
 use crate::remote::{HttpUri, KeyLocation, RemoteKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
+use crate::request_context::{self, ClientAddress, RawClientAddress};
 use crate::token::TokenSource;
 use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
 
@@ -44,6 +45,7 @@ struct RawConfig {
     realm: Option<String>,
     crypto: Option<CryptoBackend>,
     token_cache: Option<RawTokenCache>,
+    client_address: Option<RawClientAddress>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +209,10 @@ pub struct Config {
     pub token_cache_entries: usize,
     /// Some rule checks claims, so remembered tokens keep theirs.
     pub policy_reads_claims: bool,
+    /// Which address `source_ips` conditions judge.
+    pub client_address: ClientAddress,
+    /// Some rule judges the client address the proxy determined: the adapter asks for it.
+    pub reads_source_address: bool,
 }
 
 /// Position of a provider in [`Config::providers`].
@@ -503,9 +509,24 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     }
 
     let policy_reads_claims = rules.iter().any(|rule| !rule.requirements.is_empty());
+    let client_address = raw
+        .client_address
+        .map(|raw| request_context::validate_client_address("client_address", raw))
+        .transpose()
+        .map_err(|(field, problem)| error(field, problem))?
+        .unwrap_or_default();
+    let reads_addresses = rules
+        .iter()
+        .any(|rule| rule.requirements.source_ips.is_some());
+    let reads_source_address = reads_addresses && client_address == ClientAddress::Proxy;
+    if reads_addresses && client_address != ClientAddress::Proxy {
+        read_headers.push("x-forwarded-for".to_owned());
+    }
     Ok(Loaded {
         config: Config {
             policy_reads_claims,
+            client_address,
+            reads_source_address,
             providers,
             rules,
             max_token_bytes,
@@ -996,19 +1017,17 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
                 "a rule has exactly one of `\"allow\": \"anonymous\"` and `\"providers\": [...]`",
             )),
         };
-    let requirements = match (raw.require, &action) {
-        (None, _) => Requirements::default(),
-        (Some(_), RuleAction::AllowAnonymous) => {
-            return Err(error(
-                format!("{field}.require"),
-                "an anonymous rule has no token to require anything of",
-            ))
-        }
-        (Some(raw), RuleAction::RequireToken(_)) => {
-            policy::validate(&format!("{field}.require"), raw)
-                .map_err(|(field, problem)| error(field, problem))?
-        }
+    let requirements = match raw.require {
+        None => Requirements::default(),
+        Some(raw) => policy::validate(&format!("{field}.require"), raw)
+            .map_err(|(field, problem)| error(field, problem))?,
     };
+    if matches!(action, RuleAction::AllowAnonymous) && !requirements.is_empty() {
+        return Err(error(
+            format!("{field}.require"),
+            "an anonymous rule has no token to require scopes, roles, claims or authentication of (`source_ips` and `time` it may have)",
+        ));
+    }
     Ok(Rule {
         path,
         methods,

@@ -151,6 +151,8 @@ pub enum Reason {
     NoCompatibleKey,
     BadSignature,
     KeysUnavailable,
+    SourceAddressNotAllowed,
+    OutsideTimeWindow,
     InsufficientScope,
     InsufficientRole,
     ClaimConditionFailed,
@@ -160,7 +162,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 35] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -189,6 +191,8 @@ impl Reason {
         Reason::NoCompatibleKey,
         Reason::BadSignature,
         Reason::KeysUnavailable,
+        Reason::SourceAddressNotAllowed,
+        Reason::OutsideTimeWindow,
         Reason::InsufficientScope,
         Reason::InsufficientRole,
         Reason::ClaimConditionFailed,
@@ -226,6 +230,8 @@ impl Reason {
             Reason::NoCompatibleKey => "no_compatible_key",
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::SourceAddressNotAllowed => "source_address_not_allowed",
+            Reason::OutsideTimeWindow => "outside_time_window",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::InsufficientRole => "insufficient_role",
             Reason::ClaimConditionFailed => "claim_condition_failed",
@@ -265,6 +271,10 @@ impl Reason {
             Reason::NoCompatibleKey => "no key can verify the token algorithm",
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
+            Reason::SourceAddressNotAllowed => {
+                "requests from this address are not allowed on this route"
+            }
+            Reason::OutsideTimeWindow => "this route is closed at this time",
             Reason::InsufficientScope => "the token lacks a scope this route requires",
             Reason::InsufficientRole => "the caller lacks a role this route requires",
             Reason::ClaimConditionFailed => "the token claims do not meet this route's conditions",
@@ -321,6 +331,8 @@ impl Denial {
                 Rejection::BadSignature => Reason::BadSignature,
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
+            Denial::Forbidden(Unmet::SourceAddress) => Reason::SourceAddressNotAllowed,
+            Denial::Forbidden(Unmet::OutsideTimeWindow) => Reason::OutsideTimeWindow,
             Denial::Forbidden(Unmet::Scopes(_)) => Reason::InsufficientScope,
             Denial::Forbidden(Unmet::Roles(_)) => Reason::InsufficientRole,
             Denial::Forbidden(Unmet::Claim(_)) => Reason::ClaimConditionFailed,
@@ -435,7 +447,8 @@ fn forbidden(unmet: &Unmet, reason: Reason, realm: &str) -> Response {
             body.insert("scope".to_owned(), json!(scopes));
             "insufficient_scope"
         }
-        // No RFC 6750 error code fits a role or a claim: no challenge, the body says why.
+        // No RFC 6750 error code fits these: no challenge, the body says why.
+        Unmet::SourceAddress | Unmet::OutsideTimeWindow => "forbidden",
         Unmet::Roles(roles) => {
             body.insert("roles".to_owned(), json!(roles));
             "forbidden"
@@ -513,6 +526,10 @@ fn decide(
         .iter()
         .find(|rule| rule_matches(rule, request.method, path));
     let requirements = rule.map(|rule| &rule.requirements);
+    if let Some(requirements) = requirements {
+        let client = || config.client_address.of(request);
+        policy::check_context(requirements, client, now).map_err(Denial::Forbidden)?;
+    }
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
     let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
         Some(RuleAction::AllowAnonymous) => {

@@ -97,6 +97,7 @@ fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, Stri
             method,
             path,
             headers,
+            source_address: None,
         },
         NOW,
         Attempt::First,
@@ -828,6 +829,7 @@ fn decide_remote(remote: &FixedRemoteKeys, token: &str, attempt: Attempt) -> Dec
         method: "GET",
         path: "/orders",
         headers: &headers,
+        source_address: None,
     };
     let mut services = Services {
         remote_keys: remote,
@@ -927,6 +929,7 @@ fn decide_cached(
         method,
         path,
         headers,
+        source_address: None,
     };
     authenticate(config, &mut services, &request, now, Attempt::First)
 }
@@ -1365,4 +1368,140 @@ fn require_on_an_anonymous_rule_is_a_configuration_error() {
     let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "rules[0].require.claims.all[0]");
     assert!(!load(&base_config()).policy_reads_claims);
+}
+
+/// Routes open only to some addresses and at some times; `client_address` as given.
+fn context_config(client_address: Value) -> Config {
+    let mut document = base_config();
+    document["client_address"] = client_address;
+    document["rules"] = json!([
+        {"match": {"path_prefix": "/internal"}, "allow": "anonymous",
+         "require": {"source_ips": {"any": ["10.0.0.0/8", "2001:db8::/32"], "not": ["10.66.0.0/16"]}}},
+        {"match": {"path_prefix": "/batch"}, "providers": ["corp"],
+         "require": {"time": {"days": ["mon", "tue", "wed", "thu", "fri"],
+                              "hours": {"from": "09:00", "to": "17:00"}, "utc_offset": "+01:00"}}},
+        {"match": {"path_prefix": "/"}, "providers": ["corp"]}
+    ]);
+    load(&document)
+}
+
+fn decide_from(
+    config: &Config,
+    path: &str,
+    headers: &[(String, String)],
+    source: &str,
+    now: i64,
+) -> Decision {
+    authenticate(
+        config,
+        &mut Services {
+            remote_keys: &NoRemoteKeys,
+            signatures: &Portable,
+            token_cache: &mut TokenCache::new(0),
+        },
+        &Request {
+            method: "GET",
+            path,
+            headers,
+            source_address: source.parse().ok(),
+        },
+        now,
+        Attempt::First,
+    )
+}
+
+#[test]
+fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
+    let config = context_config(json!({"from": "proxy"}));
+    assert!(config.reads_source_address);
+    let inside = decide_from(&config, "/internal/metrics", &[], "10.1.2.3", NOW);
+    assert_eq!(allowed(inside).verification, Verification::Anonymous);
+    allowed(decide_from(
+        &config,
+        "/internal/metrics",
+        &[],
+        "2001:db8::7",
+        NOW,
+    ));
+    for outside in ["10.66.0.1", "192.0.2.1", "not an address"] {
+        let decision = decide_from(&config, "/internal/metrics", &[], outside, NOW);
+        assert_denied(&decision, "source_address_not_allowed");
+        let Decision::Deny(denial) = decision else {
+            unreachable!()
+        };
+        let response = denial.response(&config.realm);
+        assert_eq!(response.status, 403);
+        assert!(response
+            .headers
+            .iter()
+            .all(|(name, _)| name != "www-authenticate"));
+    }
+    // A forwarded-for header means nothing to the filter when the proxy's address is used.
+    let forwarded = vec![("x-forwarded-for".to_owned(), "10.1.2.3".to_owned())];
+    assert_denied(
+        &decide_from(&config, "/internal/metrics", &forwarded, "192.0.2.1", NOW),
+        "source_address_not_allowed",
+    );
+}
+
+#[test]
+fn behind_trusted_proxies_the_client_is_read_from_x_forwarded_for() {
+    let config = context_config(json!({"from": "x_forwarded_for", "trusted_hops": 1}));
+    assert!(!config.reads_source_address);
+    assert!(config
+        .read_headers
+        .iter()
+        .any(|name| name == "x-forwarded-for"));
+    let via_proxy = |chain: &str| vec![("x-forwarded-for".to_owned(), chain.to_owned())];
+    // The proxy appended the client's address after whatever the client claimed.
+    allowed(decide_from(
+        &config,
+        "/internal/x",
+        &via_proxy("192.0.2.1, 10.1.2.3"),
+        "203.0.113.9",
+        NOW,
+    ));
+    assert_denied(
+        &decide_from(
+            &config,
+            "/internal/x",
+            &via_proxy("10.1.2.3, 192.0.2.1"),
+            "10.0.0.1",
+            NOW,
+        ),
+        "source_address_not_allowed",
+    );
+    assert_denied(
+        &decide_from(&config, "/internal/x", &[], "10.0.0.1", NOW),
+        "source_address_not_allowed",
+    );
+}
+
+#[test]
+fn a_time_window_closes_a_route_before_any_token_work() {
+    let config = context_config(json!({"from": "proxy"}));
+    assert!(!config.policy_reads_claims);
+    let token = token("RS256", TestKey::Rsa2048, &claims());
+    // NOW is Friday 2027-01-15 08:00 UTC: 09:00 at +01:00, the window's first minute.
+    allowed(decide_from(
+        &config,
+        "/batch/run",
+        &bearer(&token),
+        "192.0.2.1",
+        NOW,
+    ));
+    let decision = decide_from(&config, "/batch/run", &bearer(&token), "192.0.2.1", NOW - 1);
+    assert_denied(&decision, "outside_time_window");
+    // Closed is closed, token or not.
+    assert_denied(
+        &decide_from(&config, "/batch/run", &[], "192.0.2.1", NOW - 1),
+        "outside_time_window",
+    );
+    allowed(decide_from(
+        &config,
+        "/orders",
+        &bearer(&token),
+        "192.0.2.1",
+        NOW - 1,
+    ));
 }

@@ -46,6 +46,7 @@ mod json;
 pub mod jwks;
 pub mod policy;
 pub mod remote;
+pub mod request_context;
 pub(crate) mod rsa_math;
 pub mod token;
 pub mod token_cache;

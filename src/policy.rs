@@ -30,7 +30,11 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::request_context::{
+    self, AddressCondition, RawAddressCondition, RawTimeWindow, TimeWindow,
+};
 use crate::verify::UnixSeconds;
+use std::net::IpAddr;
 
 /// Whether one or every item of a list must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +60,26 @@ pub struct Requirements {
     pub acr: Option<Vec<String>>,
     /// The user authenticated (`auth_time`) at most this long ago.
     pub max_auth_age_seconds: Option<u64>,
+    /// Where the client may be.
+    pub source_ips: Option<AddressCondition>,
+    /// When the route is open.
+    pub time: Option<TimeWindow>,
 }
 
 impl Requirements {
-    /// True when the rule asks nothing of the claims, so they need not be kept.
+    /// True when the rule asks nothing of the token's claims, so they need not be kept (and
+    /// an anonymous rule may carry it).
     pub fn is_empty(&self) -> bool {
         self.scopes.is_none()
             && self.claims.is_none()
             && self.roles.is_none()
             && self.acr.is_none()
             && self.max_auth_age_seconds.is_none()
+    }
+
+    /// True when the rule asks nothing at all.
+    pub fn is_nothing(&self) -> bool {
+        self.is_empty() && self.source_ips.is_none() && self.time.is_none()
     }
 }
 
@@ -103,6 +117,10 @@ pub enum ClaimTest {
 /// Why a token does not meet a rule's requirements.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmet {
+    /// The client's address is outside the rule's `source_ips` (or unknown).
+    SourceAddress,
+    /// The request came outside the rule's time window.
+    OutsideTimeWindow,
     /// The user must authenticate again: too long ago, or not strongly enough.
     StepUp(StepUp),
     /// The token lacks scopes the route needs: the rule's scope list, space-separated, for the
@@ -136,6 +154,8 @@ pub enum StepUpCause {
 impl fmt::Display for Unmet {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Unmet::SourceAddress => write!(formatter, "the client address is not allowed"),
+            Unmet::OutsideTimeWindow => write!(formatter, "outside the route's time window"),
             Unmet::StepUp(step_up) => match step_up.cause {
                 StepUpCause::TooOld => write!(formatter, "authentication too old"),
                 StepUpCause::TooWeak => write!(formatter, "authentication too weak"),
@@ -145,6 +165,28 @@ impl fmt::Display for Unmet {
             Unmet::Claim(path) => write!(formatter, "claim condition on {path:?} not met"),
         }
     }
+}
+
+/// Checks the request's context against `requirements`: the `client` address (when a rule
+/// reads it; `None` if it cannot be known, which no address condition accepts) and `now`.
+/// Before any token work: a request from the wrong place or at the wrong time is refused
+/// whoever sends it.
+pub fn check_context(
+    requirements: &Requirements,
+    client: impl FnOnce() -> Option<IpAddr>,
+    now: UnixSeconds,
+) -> Result<(), Unmet> {
+    if let Some(condition) = &requirements.source_ips {
+        if !condition.holds(client()) {
+            return Err(Unmet::SourceAddress);
+        }
+    }
+    if let Some(window) = &requirements.time {
+        if !window.contains(now) {
+            return Err(Unmet::OutsideTimeWindow);
+        }
+    }
+    Ok(())
 }
 
 /// Checks a verified token's `identity` against `requirements` at `now`: authentication
@@ -279,6 +321,8 @@ pub(crate) struct RawRequirements {
     roles: Option<RawList<String>>,
     acr: Option<Vec<String>>,
     max_auth_age_seconds: Option<u64>,
+    source_ips: Option<RawAddressCondition>,
+    time: Option<RawTimeWindow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -389,17 +433,27 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
             "must be at least 1",
         ));
     }
+    let source_ips = raw
+        .source_ips
+        .map(|raw| request_context::validate_address_condition(&format!("{field}.source_ips"), raw))
+        .transpose()?;
+    let time = raw
+        .time
+        .map(|raw| request_context::validate_time_window(&format!("{field}.time"), raw))
+        .transpose()?;
     let requirements = Requirements {
         scopes,
         claims,
         roles,
         acr,
         max_auth_age_seconds: raw.max_auth_age_seconds,
+        source_ips,
+        time,
     };
-    if requirements.is_empty() {
+    if requirements.is_nothing() {
         return Err(field_error(
             field,
-            "name at least one of `scopes`, `roles`, `claims`, `acr`, `max_auth_age_seconds` (or leave `require` out)",
+            "name at least one of `scopes`, `roles`, `claims`, `acr`, `max_auth_age_seconds`, `source_ips`, `time` (or leave `require` out)",
         ));
     }
     Ok(requirements)

@@ -51,6 +51,9 @@ pub struct Request<'a> {
     /// The `:path` pseudo-header: path and query string.
     pub path: &'a str,
     pub headers: &'a [(String, String)],
+    /// The client's address as the proxy determined it, when the host told it (only read
+    /// when a rule looks at it).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl<'a> Request<'a> {
@@ -335,6 +338,7 @@ mod tests {
             method: "GET",
             path,
             headers: &headers,
+            source_address: None,
         };
         extract(&request, &sources).map(|found| found.map(|token| token.value.to_owned()))
     }

@@ -209,6 +209,7 @@ mod tests {
             method: "GET",
             path: "/a?x=1&access_token=t&y=2",
             headers: &headers,
+            source_address: None,
         };
         assert_eq!(
             path_without_parameter(&request, "access_token"),
@@ -218,6 +219,7 @@ mod tests {
             method: "GET",
             path: "/a?access_token=t",
             headers: &headers,
+            source_address: None,
         };
         assert_eq!(path_without_parameter(&request, "access_token"), "/a");
     }

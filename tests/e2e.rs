@@ -694,15 +694,32 @@ fn requiring_configuration() -> Value {
         {"match": {"path_prefix": "/payments/"}, "providers": ["main"],
          "require": {"acr": ["urn:e2e:mfa"], "max_auth_age_seconds": 300}},
         {"match": {"path_prefix": "/ops/"}, "providers": ["main"],
-         "require": {"roles": {"any": ["sre"]}}}
+         "require": {"roles": {"any": ["sre"]}}},
+        {"match": {"path_prefix": "/loopback/"}, "allow": "anonymous",
+         "require": {"source_ips": {"any": ["127.0.0.0/8", "::1"]}}},
+        {"match": {"path_prefix": "/intranet/"}, "allow": "anonymous",
+         "require": {"source_ips": {"any": ["10.0.0.0/8"]}}},
+        {"match": {"path_prefix": "/later/"}, "providers": ["main"],
+         "require": {"time": {"hours": closed_hours()}}}
     ]);
     configuration["providers"][0]["role_claims"] = json!([["groups"]]);
     configuration
 }
 
+/// An hour of the day (UTC) that begins two hours from now: a window closed for this test.
+fn closed_hours() -> Value {
+    let hour = (now().rem_euclid(86_400) / 3600 + 2) % 24;
+    json!({"from": format!("{hour:02}:00"), "to": format!("{:02}:00", (hour + 1) % 24)})
+}
+
 #[test]
 fn rule_requirements_answer_403_in_envoy() {
-    let stand = Stand::start("require", &requiring_configuration());
+    // The client's connection, not its X-Forwarded-For, is `source.address`.
+    let options = Options {
+        use_remote_address: true,
+        ..Options::default()
+    };
+    let stand = Stand::start_with("require", &requiring_configuration(), &options);
     let with = |subject: &str, extra: Value| {
         let mut claims = claims(MAIN_ISSUER, subject);
         for (name, value) in extra.as_object().unwrap() {
@@ -723,7 +740,7 @@ fn rule_requirements_answer_403_in_envoy() {
                 .forbidden(
                     "insufficient_scope",
                     Some(challenge),
-                    ("scope", json!("admin:read admin:write")),
+                    Some(("scope", json!("admin:read admin:write"))),
                 );
         }
         // The same token is enough where no scope is required.
@@ -788,7 +805,20 @@ fn rule_requirements_answer_403_in_envoy() {
         let top_level = with("dev", json!({"roles": ["sre"]}));
         stand
             .get("/ops/deploy", &[("authorization", &bearer(&top_level))])
-            .forbidden("insufficient_role", None, ("roles", json!(["sre"])));
+            .forbidden("insufficient_role", None, Some(("roles", json!(["sre"]))));
+    });
+
+    stand.scenario("source_address_and_time_window", || {
+        // The test client connects from loopback: Envoy's `source.address`.
+        stand.get("/loopback/status", &[]).allowed_anonymously();
+        // A forwarded-for header does not make the client someone else.
+        stand
+            .get("/intranet/status", &[("x-forwarded-for", "10.1.2.3")])
+            .forbidden("source_address_not_allowed", None, None);
+        let token = with("early", json!({}));
+        stand
+            .get("/later/report", &[("authorization", &bearer(&token))])
+            .forbidden("outside_time_window", None, None);
     });
 
     stand.scenario("claim_conditions", || {
@@ -806,10 +836,37 @@ fn rule_requirements_answer_403_in_envoy() {
             .forbidden(
                 "claim_condition_failed",
                 None,
-                ("claim", json!(["realm_access", "roles"])),
+                Some(("claim", json!(["realm_access", "roles"]))),
             );
     });
 
+    stand.finish();
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() {
+    let configuration = json!({
+        "providers": verifying_configuration()["providers"],
+        "client_address": {"from": "x_forwarded_for", "trusted_hops": 1},
+        "rules": [
+            {"match": {"path_prefix": "/intranet/"}, "allow": "anonymous",
+             "require": {"source_ips": {"any": ["10.0.0.0/8"], "not": ["10.66.0.0/16"]}}}
+        ]
+    });
+    let stand = Stand::start("forwarded", &configuration);
+    stand.scenario("the_entry_the_proxy_appended_decides", || {
+        stand
+            .get("/intranet/a", &[("x-forwarded-for", "192.0.2.1, 10.1.2.3")])
+            .allowed_anonymously();
+        for chain in ["10.1.2.3, 192.0.2.1", "10.66.0.9", "not-an-address"] {
+            stand
+                .get("/intranet/a", &[("x-forwarded-for", chain)])
+                .forbidden("source_address_not_allowed", None, None);
+        }
+        stand
+            .get("/intranet/a", &[])
+            .forbidden("source_address_not_allowed", None, None);
+    });
     stand.finish();
 }
 

@@ -244,6 +244,7 @@ fn decide(config: &Config, remote: &AlwaysFresh, carrier: Carrier, token: &str) 
         method: "GET",
         path: &path,
         headers: &headers,
+        source_address: None,
     };
     authenticate_portably(config, remote, &request)
 }
@@ -269,6 +270,7 @@ fn extracted(config: &Config, carrier: Carrier, token: &str) -> Option<String> {
         method: "GET",
         path: &path,
         headers: &headers,
+        source_address: None,
     };
     token::extract(&request, &config.token_sources)
         .ok()
@@ -669,6 +671,7 @@ fn mutated_key_sets_never_verify_a_token_without_its_original_key() {
                 method: "GET",
                 path: "/",
                 headers: &headers,
+                source_address: None,
             };
             if let Decision::Allow(_) = authenticate_portably(&config, &remote, &request) {
                 allowed += 1;

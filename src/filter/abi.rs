@@ -124,6 +124,12 @@ extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_shared_data(
         key_data: *const u8,
         key_size: usize,
@@ -283,6 +289,23 @@ pub(crate) fn set_property(path: &str, value: &[u8]) -> Result<(), Status> {
     Status::check(unsafe {
         proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
     })
+}
+
+/// A host property by its path of segments (Envoy: `["source", "address"]`); `None` when the
+/// host has no such property.
+pub(crate) fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    // The ABI takes the segments joined by NUL bytes.
+    let path = path.join("\0");
+    let (mut data, mut size): (*mut u8, usize) = (null_mut(), 0);
+    // SAFETY: the pointer and length describe `path`, which outlives the call; the host writes
+    // a pointer and a size through pointers to live locals.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    match Status::check(status) {
+        // SAFETY: on success the host handed over `size` bytes it allocated through us.
+        Ok(()) => Ok(unsafe { take_reply(data, size) }),
+        Err(Status::NotFound) => Ok(None),
+        Err(status) => Err(status),
+    }
 }
 
 /// The value and CAS of a shared-data record: `(None, None)` when there is no such record.

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use super::abi::{self, Action, MapType};
 
 use crate::decision::{Attempt, Decision, Reason};
+use crate::request_context;
 
 use super::apply::{self, Applied};
 use super::keys::OwnedRequest;
@@ -81,7 +82,19 @@ impl AuthnHttpContext {
         let request = match abi::get_map_where(MapType::HttpRequestHeaders, |name| {
             config.reads_header(name)
         }) {
-            Ok(pairs) => OwnedRequest::from_headers(pairs),
+            Ok(pairs) => {
+                // A host call per request: only when a rule looks at the client's address.
+                let source_address = if config.reads_source_address {
+                    abi::get_property(&["source", "address"])
+                        .ok()
+                        .flatten()
+                        .and_then(|bytes| String::from_utf8(bytes).ok())
+                        .and_then(|text| request_context::parse_source_address(&text))
+                } else {
+                    None
+                };
+                OwnedRequest::new(pairs, source_address)
+            }
             Err(status) => {
                 let message = format!("cannot read request headers: {status:?}");
                 return action(apply::fail_closed(&shared, context_id, &message));

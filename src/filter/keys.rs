@@ -11,6 +11,7 @@
 //!   read when it took the lease, so a slow worker can never overwrite newer news; the others
 //!   adopt it on their next tick (200 ms) instead of fetching.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::abi::{self, BufferType, LogLevel, MapType};
@@ -38,11 +39,18 @@ const FREE_LEASE: &[u8] = b"0 0";
 #[derive(Debug, Clone)]
 pub(crate) struct OwnedRequest {
     headers: Vec<(String, String)>,
+    source_address: Option<IpAddr>,
 }
 
 impl OwnedRequest {
-    pub(crate) fn from_headers(headers: Vec<(String, String)>) -> OwnedRequest {
-        OwnedRequest { headers }
+    pub(crate) fn new(
+        headers: Vec<(String, String)>,
+        source_address: Option<IpAddr>,
+    ) -> OwnedRequest {
+        OwnedRequest {
+            headers,
+            source_address,
+        }
     }
 
     /// The request as the core reads it; a missing `:method` or `:path` reads as empty (and
@@ -58,6 +66,7 @@ impl OwnedRequest {
             method: pseudo(":method"),
             path: pseudo(":path"),
             headers: &self.headers,
+            source_address: self.source_address,
         }
     }
 }

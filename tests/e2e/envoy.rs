@@ -137,6 +137,10 @@ pub struct Options {
     pub clusters: Vec<Value>,
     /// The authentication filter in front of the router: this filter (default) or Envoy's own.
     pub auth_filter: AuthFilter,
+    /// The connection manager's `use_remote_address`: `true` makes the connection's peer the
+    /// downstream remote address (`source.address`); Envoy's default `false` takes it from
+    /// `X-Forwarded-For`.
+    pub use_remote_address: bool,
 }
 
 /// Which HTTP filter authenticates requests, and so what the configuration passed to
@@ -162,6 +166,7 @@ impl Default for Options {
             concurrency: 1,
             clusters: Vec::new(),
             auth_filter: AuthFilter::Wasm,
+            use_remote_address: false,
         }
     }
 }
@@ -486,6 +491,7 @@ fn bootstrap(
                         "stat_prefix": "ingress_http",
                         "normalize_path": true,
                         "merge_slashes": true,
+                        "use_remote_address": options.use_remote_address,
                         "path_with_escaped_slashes_action": options.escaped_slashes.as_str(),
                         "access_log": [{
                             "name": "envoy.access_loggers.file",

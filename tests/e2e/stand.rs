@@ -321,7 +321,7 @@ impl Exchange<'_> {
     /// A valid token the route's `require` turned away: `403` with the exact challenge (only
     /// `insufficient_scope` has one) and body, whose `detail` is the reason's own member
     /// (`scope` or `claim`); nothing reached the upstream; `denied.<reason>` counted, logged.
-    pub fn forbidden(&self, reason: &str, challenge: Option<&str>, detail: (&str, Value)) {
+    pub fn forbidden(&self, reason: &str, challenge: Option<&str>, detail: Option<(&str, Value)>) {
         let description = Reason::ALL
             .iter()
             .find(|known| known.as_str() == reason)
@@ -345,7 +345,9 @@ impl Exchange<'_> {
             "forbidden"
         };
         let mut body = json!({"error": error, "reason": reason, "description": description});
-        body[detail.0] = detail.1;
+        if let Some((name, value)) = detail {
+            body[name] = value;
+        }
         assert_eq!(response.json(), body, "response body");
         assert!(
             self.upstream.is_empty(),

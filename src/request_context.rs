@@ -1,0 +1,617 @@
+//! The request's context for rule conditions: where the client is (its address as the proxy
+//! determined it, or from `X-Forwarded-For` behind trusted proxies) and when (time windows).
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use crate::token::Request;
+use crate::verify::UnixSeconds;
+
+/// An address block, `192.0.2.0/24` or `2001:db8::/32`; a bare address is its own block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network, as IPv6 (IPv4 as `::ffff:a.b.c.d`), host bits zero.
+    network: u128,
+    /// Prefix length over the 128 bits of the IPv6 form.
+    prefix: u32,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
+        let width = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(prefix) => Some(prefix)
+                .filter(|prefix| !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|prefix| prefix.parse::<u32>().ok())
+                .filter(|prefix| *prefix <= width)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {width}"))?,
+        };
+        // IPv4 blocks live at the end of the IPv4-mapped range, 96 bits in.
+        let prefix = if address.is_ipv4() {
+            prefix.saturating_add(96)
+        } else {
+            prefix
+        };
+        let network = as_u128(address) & mask(prefix);
+        if network != as_u128(address) {
+            return Err(format!(
+                "{text:?} has host bits set: write the network address"
+            ));
+        }
+        Ok(Cidr { network, prefix })
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        as_u128(address) & mask(self.prefix) == self.network
+    }
+}
+
+/// An address as IPv6 bits; IPv4 and IPv4-mapped IPv6 addresses give the same value, so a
+/// dual-stack listener's `::ffff:10.0.0.1` matches `10.0.0.0/8`.
+fn as_u128(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn mask(prefix: u32) -> u128 {
+    u128::MAX
+        .checked_shl(128_u32.saturating_sub(prefix))
+        .unwrap_or(0)
+}
+
+/// A condition on the client's address: in one of `any` (when given) and in none of `not`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressCondition {
+    pub any: Option<Vec<Cidr>>,
+    pub not: Vec<Cidr>,
+}
+
+impl AddressCondition {
+    /// An unknown address meets no condition: it cannot be shown to be inside, nor outside.
+    pub fn holds(&self, address: Option<IpAddr>) -> bool {
+        let Some(address) = address else {
+            return false;
+        };
+        let inside = |blocks: &[Cidr]| blocks.iter().any(|block| block.contains(address));
+        self.any.as_deref().is_none_or(inside) && !inside(&self.not)
+    }
+}
+
+/// Which address is the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAddress {
+    /// The client address as the proxy determined it (Envoy: the `source.address` property,
+    /// the downstream remote address: the connection's peer with the HTTP connection manager's
+    /// `use_remote_address: true`, otherwise taken from `X-Forwarded-For` as its
+    /// `xff_num_trusted_hops` says — with Envoy's defaults, from whatever the client sent).
+    #[default]
+    Proxy,
+    /// Behind `trusted_hops` proxies that each append the address they saw to
+    /// `X-Forwarded-For`: the entry that many from the right, which the nearest untrusted party
+    /// could not have written.
+    ForwardedFor { trusted_hops: u32 },
+}
+
+impl ClientAddress {
+    /// The client's address, `None` when it cannot be known (the host gave none; fewer
+    /// `X-Forwarded-For` entries than trusted hops; an entry that is not an address).
+    pub fn of(self, request: &Request<'_>) -> Option<IpAddr> {
+        match self {
+            ClientAddress::Proxy => request.source_address,
+            ClientAddress::ForwardedFor { trusted_hops } => {
+                // Several headers read as one list, in order (RFC 9110 §5.3).
+                let entries: Vec<&str> = request
+                    .header_values("x-forwarded-for")
+                    .flat_map(|value| value.split(','))
+                    .map(str::trim)
+                    .collect();
+                let hops = usize::try_from(trusted_hops).ok()?;
+                let index = entries.len().checked_sub(hops)?;
+                parse_forwarded_address(entries.get(index)?)
+            }
+        }
+    }
+}
+
+/// The host's description of the client's address (Envoy's `source.address`: `192.0.2.1:5000`,
+/// `[2001:db8::1]:5000`) as an address; `None` for anything else (a Unix socket path).
+pub fn parse_source_address(text: &str) -> Option<IpAddr> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|socket| socket.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
+}
+
+/// `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with an optional `:port` after IPv4 or `]`.
+fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
+    if let Ok(address) = entry.parse() {
+        return Some(address);
+    }
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (address, _port) = rest.split_once(']')?;
+        return address.parse().ok();
+    }
+    let (address, port) = entry.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Days of the week and a span of the day, at a fixed offset from UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Monday first.
+    pub days: [bool; 7],
+    /// Minutes since local midnight: from (inclusive) to (exclusive); `from > to` spans
+    /// midnight, `from == to` the whole day.
+    pub from_minute: i64,
+    pub to_minute: i64,
+    pub utc_offset_seconds: i64,
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl TimeWindow {
+    pub fn contains(&self, now: UnixSeconds) -> bool {
+        let local = now.saturating_add(self.utc_offset_seconds);
+        let days = local.div_euclid(86_400);
+        let minute = local.rem_euclid(86_400) / 60;
+        // 1970-01-01 was a Thursday (index 3, Monday first).
+        let weekday = days.saturating_add(3).rem_euclid(7);
+        let (in_span, day) = if self.from_minute == self.to_minute {
+            (true, weekday)
+        } else if self.from_minute < self.to_minute {
+            (
+                (self.from_minute..self.to_minute).contains(&minute),
+                weekday,
+            )
+        } else if minute >= self.from_minute {
+            (true, weekday)
+        } else {
+            // After midnight in a span that began the day before: that day decides.
+            (
+                minute < self.to_minute,
+                weekday.saturating_add(6).rem_euclid(7),
+            )
+        };
+        in_span
+            && usize::try_from(day)
+                .ok()
+                .and_then(|day| self.days.get(day))
+                .copied()
+                .unwrap_or(false)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientAddress {
+    from: String,
+    trusted_hops: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAddressCondition {
+    any: Option<Vec<String>>,
+    not: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeWindow {
+    days: Option<Vec<String>>,
+    hours: Option<RawHours>,
+    utc_offset: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    from: String,
+    to: String,
+}
+
+/// A configuration field at fault and why.
+pub(crate) type FieldError = (String, String);
+
+pub(crate) fn validate_client_address(
+    field: &str,
+    raw: RawClientAddress,
+) -> Result<ClientAddress, FieldError> {
+    match (raw.from.as_str(), raw.trusted_hops) {
+        ("proxy", None) => Ok(ClientAddress::Proxy),
+        ("proxy", Some(_)) => Err((
+            format!("{field}.trusted_hops"),
+            "only with `\"from\": \"x_forwarded_for\"`".to_owned(),
+        )),
+        ("x_forwarded_for", Some(hops)) if (1..=32).contains(&hops) => {
+            Ok(ClientAddress::ForwardedFor { trusted_hops: hops })
+        }
+        ("x_forwarded_for", _) => Err((
+            format!("{field}.trusted_hops"),
+            "how many proxies in front append to X-Forwarded-For: 1 to 32".to_owned(),
+        )),
+        (other, _) => Err((
+            format!("{field}.from"),
+            format!("{other:?}: use \"proxy\" or \"x_forwarded_for\""),
+        )),
+    }
+}
+
+pub(crate) fn validate_address_condition(
+    field: &str,
+    raw: RawAddressCondition,
+) -> Result<AddressCondition, FieldError> {
+    let blocks = |name: &str, list: Vec<String>| -> Result<Vec<Cidr>, FieldError> {
+        if list.is_empty() {
+            return Err((format!("{field}.{name}"), "must not be empty".to_owned()));
+        }
+        list.iter()
+            .enumerate()
+            .map(|(index, text)| {
+                Cidr::parse(text).map_err(|problem| (format!("{field}.{name}[{index}]"), problem))
+            })
+            .collect()
+    };
+    if raw.any.is_none() && raw.not.is_none() {
+        return Err((field.to_owned(), "give `any`, `not` or both".to_owned()));
+    }
+    Ok(AddressCondition {
+        any: raw.any.map(|list| blocks("any", list)).transpose()?,
+        not: raw
+            .not
+            .map(|list| blocks("not", list))
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+pub(crate) fn validate_time_window(
+    field: &str,
+    raw: RawTimeWindow,
+) -> Result<TimeWindow, FieldError> {
+    let days = match raw.days {
+        None => [true; 7],
+        Some(names) => {
+            if names.is_empty() {
+                return Err((
+                    format!("{field}.days"),
+                    "must not be empty (leave it out for every day)".to_owned(),
+                ));
+            }
+            let mut days = [false; 7];
+            for (index, name) in names.iter().enumerate() {
+                let day = DAY_NAMES
+                    .iter()
+                    .position(|known| known.eq_ignore_ascii_case(name))
+                    .and_then(|day| days.get_mut(day))
+                    .ok_or_else(|| {
+                        (
+                            format!("{field}.days[{index}]"),
+                            format!("{name:?}: use mon, tue, wed, thu, fri, sat, sun"),
+                        )
+                    })?;
+                *day = true;
+            }
+            days
+        }
+    };
+    let has_hours = raw.hours.is_some();
+    let (from_minute, to_minute) = match raw.hours {
+        None => (0, 0),
+        Some(hours) => (
+            clock_minutes(&format!("{field}.hours.from"), &hours.from, false)?,
+            clock_minutes(&format!("{field}.hours.to"), &hours.to, true)?,
+        ),
+    };
+    let utc_offset_seconds = match raw.utc_offset {
+        None => 0,
+        Some(offset) => utc_offset(&format!("{field}.utc_offset"), &offset)?,
+    };
+    if !has_hours && days == [true; 7] {
+        return Err((
+            field.to_owned(),
+            "give `days`, `hours` or both (a window of every day, all day, says nothing)"
+                .to_owned(),
+        ));
+    }
+    Ok(TimeWindow {
+        days,
+        from_minute,
+        to_minute,
+        utc_offset_seconds,
+    })
+}
+
+/// `HH:MM` as minutes since midnight; `24:00` only as an end.
+fn clock_minutes(field: &str, text: &str, is_end: bool) -> Result<i64, FieldError> {
+    let problem = || {
+        (
+            field.to_owned(),
+            format!("{text:?}: write the time as HH:MM, 00:00 to 23:59 (24:00 as an end)"),
+        )
+    };
+    let (hours, minutes) = text.split_once(':').ok_or_else(problem)?;
+    if hours.len() != 2 || minutes.len() != 2 {
+        return Err(problem());
+    }
+    let hours: i64 = hours.parse().map_err(|_| problem())?;
+    let minutes: i64 = minutes.parse().map_err(|_| problem())?;
+    match (hours, minutes) {
+        // Both bounded just above: no overflow.
+        (0..=23, 0..=59) => Ok(hours.saturating_mul(60).saturating_add(minutes)),
+        (24, 0) if is_end => Ok(0),
+        _ => Err(problem()),
+    }
+}
+
+/// `+HH:MM` or `-HH:MM` (or `Z`), at most 14 hours, as seconds.
+fn utc_offset(field: &str, text: &str) -> Result<i64, FieldError> {
+    if text == "Z" {
+        return Ok(0);
+    }
+    let problem = || {
+        (
+            field.to_owned(),
+            format!("{text:?}: write the offset as +HH:MM or -HH:MM, at most 14 hours"),
+        )
+    };
+    let (sign, rest) = match text.split_at_checked(1) {
+        Some(("+", rest)) => (1, rest),
+        Some(("-", rest)) => (-1, rest),
+        _ => return Err(problem()),
+    };
+    let minutes = clock_minutes(field, rest, false).map_err(|_| problem())?;
+    if minutes > 14 * 60 {
+        return Err(problem());
+    }
+    Ok(minutes.saturating_mul(60).saturating_mul(sign))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(text: &str) -> Cidr {
+        Cidr::parse(text).unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn blocks_contain_their_addresses_in_either_family() {
+        assert!(cidr("10.0.0.0/8").contains(ip("10.200.1.1")));
+        assert!(!cidr("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(cidr("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")));
+        assert!(cidr("192.0.2.7").contains(ip("192.0.2.7")));
+        assert!(!cidr("192.0.2.7").contains(ip("192.0.2.8")));
+        assert!(cidr("2001:db8::/32").contains(ip("2001:db8:1::5")));
+        assert!(!cidr("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(cidr("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(
+            !cidr("0.0.0.0/0").contains(ip("2001:db8::1")),
+            "IPv4 /0 is all IPv4 only"
+        );
+        assert!(cidr("::/0").contains(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn bad_blocks_are_refused() {
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.1/8",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "host",
+            "::/129",
+            "",
+        ] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn any_and_not_lists() {
+        let condition = AddressCondition {
+            any: Some(vec![cidr("10.0.0.0/8")]),
+            not: vec![cidr("10.6.0.0/16")],
+        };
+        assert!(condition.holds(Some(ip("10.5.0.1"))));
+        assert!(!condition.holds(Some(ip("10.6.0.1"))));
+        assert!(!condition.holds(Some(ip("192.0.2.1"))));
+        assert!(!condition.holds(None), "an unknown address meets nothing");
+        let deny_list = AddressCondition {
+            any: None,
+            not: vec![cidr("203.0.113.0/24")],
+        };
+        assert!(deny_list.holds(Some(ip("192.0.2.1"))));
+        assert!(!deny_list.holds(Some(ip("203.0.113.5"))));
+    }
+
+    fn request<'a>(headers: &'a [(String, String)], source: Option<IpAddr>) -> Request<'a> {
+        Request {
+            method: "GET",
+            path: "/",
+            headers,
+            source_address: source,
+        }
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_trusted_proxies_wrote() {
+        let headers = vec![
+            (
+                "x-forwarded-for".to_owned(),
+                "198.51.100.7, 203.0.113.1".to_owned(),
+            ),
+            ("x-forwarded-for".to_owned(), "192.0.2.10".to_owned()),
+        ];
+        let one = ClientAddress::ForwardedFor { trusted_hops: 1 };
+        let two = ClientAddress::ForwardedFor { trusted_hops: 2 };
+        let four = ClientAddress::ForwardedFor { trusted_hops: 4 };
+        let peer = Some(ip("127.0.0.1"));
+        assert_eq!(one.of(&request(&headers, peer)), Some(ip("192.0.2.10")));
+        assert_eq!(two.of(&request(&headers, peer)), Some(ip("203.0.113.1")));
+        assert_eq!(
+            four.of(&request(&headers, peer)),
+            None,
+            "fewer entries than hops"
+        );
+        assert_eq!(ClientAddress::Proxy.of(&request(&headers, peer)), peer);
+        let odd = vec![(
+            "x-forwarded-for".to_owned(),
+            "unknown, [2001:db8::1]:443, 192.0.2.1:80".to_owned(),
+        )];
+        assert_eq!(one.of(&request(&odd, None)), Some(ip("192.0.2.1")));
+        assert_eq!(two.of(&request(&odd, None)), Some(ip("2001:db8::1")));
+        let three = ClientAddress::ForwardedFor { trusted_hops: 3 };
+        assert_eq!(three.of(&request(&odd, None)), None, "not an address");
+        assert_eq!(one.of(&request(&[], None)), None);
+    }
+
+    fn window(days: &[&str], hours: Option<(&str, &str)>, offset: &str) -> TimeWindow {
+        validate_time_window(
+            "w",
+            RawTimeWindow {
+                days: Some(days.iter().map(|day| (*day).to_owned()).collect()),
+                hours: hours.map(|(from, to)| RawHours {
+                    from: from.to_owned(),
+                    to: to.to_owned(),
+                }),
+                utc_offset: Some(offset.to_owned()),
+            },
+        )
+        .unwrap()
+    }
+
+    /// 2026-11-27, a Friday, at 00:00 UTC.
+    const FRIDAY: UnixSeconds = 1_795_737_600;
+
+    #[test]
+    fn time_windows_by_day_hour_and_offset() {
+        let office = window(
+            &["mon", "tue", "wed", "thu", "fri"],
+            Some(("09:00", "17:30")),
+            "+01:00",
+        );
+        // Friday 08:00 UTC is 09:00 at +01:00.
+        assert!(office.contains(FRIDAY + 8 * 3600));
+        assert!(!office.contains(FRIDAY + 8 * 3600 - 1));
+        assert!(office.contains(FRIDAY + 16 * 3600 + 29 * 60));
+        assert!(
+            !office.contains(FRIDAY + 16 * 3600 + 30 * 60),
+            "the end is exclusive"
+        );
+        // Saturday 10:00 local.
+        assert!(!office.contains(FRIDAY + 86_400 + 9 * 3600));
+        // A night shift from Friday 22:00 to 06:00 runs into Saturday morning.
+        let night = window(&["fri"], Some(("22:00", "06:00")), "Z");
+        assert!(night.contains(FRIDAY + 23 * 3600));
+        assert!(night.contains(FRIDAY + 86_400 + 5 * 3600));
+        assert!(!night.contains(FRIDAY + 86_400 + 6 * 3600));
+        assert!(
+            !night.contains(FRIDAY + 5 * 3600),
+            "Friday early morning belongs to Thursday"
+        );
+        let weekend = window(&["sat", "sun"], None, "-05:00");
+        assert!(
+            !weekend.contains(FRIDAY + 86_400 + 4 * 3600),
+            "still Friday at -05:00"
+        );
+        assert!(weekend.contains(FRIDAY + 86_400 + 5 * 3600));
+        let until_midnight = window(&["fri"], Some(("18:00", "24:00")), "Z");
+        assert!(until_midnight.contains(FRIDAY + 86_400 - 1));
+        assert!(!until_midnight.contains(FRIDAY + 86_400));
+    }
+
+    #[test]
+    fn bad_windows_and_addresses_name_the_field() {
+        let bad = |days: Option<Vec<&str>>, hours: Option<(&str, &str)>, offset: Option<&str>| {
+            validate_time_window(
+                "w",
+                RawTimeWindow {
+                    days: days.map(|days| days.iter().map(|day| (*day).to_owned()).collect()),
+                    hours: hours.map(|(from, to)| RawHours {
+                        from: from.to_owned(),
+                        to: to.to_owned(),
+                    }),
+                    utc_offset: offset.map(str::to_owned),
+                },
+            )
+            .unwrap_err()
+            .0
+        };
+        assert_eq!(bad(Some(vec!["funday"]), None, None), "w.days[0]");
+        assert_eq!(bad(Some(vec![]), None, None), "w.days");
+        assert_eq!(bad(None, Some(("9:00", "17:00")), None), "w.hours.from");
+        assert_eq!(bad(None, Some(("09:00", "24:01")), None), "w.hours.to");
+        assert_eq!(bad(None, Some(("24:00", "05:00")), None), "w.hours.from");
+        assert_eq!(
+            bad(None, Some(("09:00", "17:00")), Some("+15:00")),
+            "w.utc_offset"
+        );
+        assert_eq!(
+            bad(None, Some(("09:00", "17:00")), Some("01:00")),
+            "w.utc_offset"
+        );
+        assert_eq!(bad(None, None, None), "w");
+        let address = |any: Option<Vec<&str>>, not: Option<Vec<&str>>| {
+            validate_address_condition(
+                "a",
+                RawAddressCondition {
+                    any: any.map(|list| list.iter().map(|item| (*item).to_owned()).collect()),
+                    not: not.map(|list| list.iter().map(|item| (*item).to_owned()).collect()),
+                },
+            )
+            .unwrap_err()
+            .0
+        };
+        assert_eq!(address(None, None), "a");
+        assert_eq!(address(Some(vec![]), None), "a.any");
+        assert_eq!(
+            address(None, Some(vec!["10.0.0.0/8", "10.0.0.1/8"])),
+            "a.not[1]"
+        );
+        let hops = |from: &str, hops: Option<u32>| {
+            validate_client_address(
+                "c",
+                RawClientAddress {
+                    from: from.to_owned(),
+                    trusted_hops: hops,
+                },
+            )
+            .map_err(|error| error.0)
+        };
+        assert_eq!(hops("proxy", None), Ok(ClientAddress::Proxy));
+        assert_eq!(
+            hops("x_forwarded_for", Some(2)),
+            Ok(ClientAddress::ForwardedFor { trusted_hops: 2 })
+        );
+        assert_eq!(
+            hops("x_forwarded_for", None),
+            Err("c.trusted_hops".to_owned())
+        );
+        assert_eq!(
+            hops("x_forwarded_for", Some(0)),
+            Err("c.trusted_hops".to_owned())
+        );
+        assert_eq!(hops("proxy", Some(1)), Err("c.trusted_hops".to_owned()));
+        assert_eq!(hops("header", None), Err("c.from".to_owned()));
+    }
+}
