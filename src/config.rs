@@ -151,11 +151,13 @@ struct RawClaimToHeader {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
+    name: Option<String>,
     #[serde(rename = "match", default)]
     request_match: RawMatch,
     allow: Option<RawAllow>,
     providers: Option<Vec<String>>,
     require: Option<RawRequirements>,
+    deny: Option<RawRequirements>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +166,7 @@ struct RawMatch {
     path_prefix: Option<String>,
     path_exact: Option<String>,
     methods: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +311,34 @@ pub enum RuleAction {
     AllowAnonymous,
     /// Require a valid token from one of these providers.
     RequireToken(Vec<ProviderIndex>),
+    /// Refuse the request when the rule's conditions (its `requirements`) all hold, whatever
+    /// any other rule says: deny rules are checked before the first matching allow rule.
+    Deny,
+}
+
+/// A `match.hosts` entry, compared with the request's host without its port, ASCII
+/// case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com`: any host ending in `.example.com` (not `example.com` itself); kept as
+    /// the suffix with its dot.
+    Subdomains(String),
+}
+
+impl HostMatch {
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostMatch::Subdomains(suffix) => {
+                host.len() > suffix.len()
+                    && host
+                        .get(host.len().saturating_sub(suffix.len())..)
+                        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,9 +350,13 @@ pub enum PathMatch {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
+    /// For explanations: `name`, or `rules[<index>]`.
+    pub name: Arc<str>,
     pub path: PathMatch,
     /// Upper-case method names; `None` matches every method.
     pub methods: Option<Vec<String>>,
+    /// `None` matches every host.
+    pub hosts: Option<Vec<HostMatch>>,
     pub action: RuleAction,
     /// What the token must also show (scopes, claims); empty for anonymous rules.
     pub requirements: Requirements,
@@ -434,8 +469,23 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         .rules
         .into_iter()
         .enumerate()
-        .map(|(index, rule)| validate_rule(&format!("rules[{index}]"), rule, &providers))
+        .map(|(index, rule)| validate_rule(index, rule, &providers))
         .collect::<Result<Vec<_>, _>>()?;
+    for (index, rule) in rules.iter().enumerate() {
+        if rules
+            .iter()
+            .take(index)
+            .any(|earlier| earlier.name == rule.name)
+        {
+            return Err(error(
+                format!("rules[{index}].name"),
+                format!(
+                    "{:?} names an earlier rule too: names explain decisions, so they are unique",
+                    rule.name
+                ),
+            ));
+        }
+    }
 
     let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
     if max_token_bytes == 0 {
@@ -508,7 +558,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
-    let policy_reads_claims = rules.iter().any(|rule| !rule.requirements.is_empty());
+    let policy_reads_claims = rules.iter().any(|rule| rule.requirements.reads_claims());
     let client_address = raw
         .client_address
         .map(|raw| request_context::validate_client_address("client_address", raw))
@@ -521,6 +571,9 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     let reads_source_address = reads_addresses && client_address == ClientAddress::Proxy;
     if reads_addresses && client_address != ClientAddress::Proxy {
         read_headers.push("x-forwarded-for".to_owned());
+    }
+    if rules.iter().any(|rule| rule.hosts.is_some()) {
+        read_headers.push(":authority".to_owned());
     }
     Ok(Loaded {
         config: Config {
@@ -947,7 +1000,41 @@ fn validate_claim_header(field: &str, name: &str) -> Result<String, ConfigError>
     Ok(lower)
 }
 
-fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Rule, ConfigError> {
+fn validate_rule(index: usize, raw: RawRule, providers: &[Provider]) -> Result<Rule, ConfigError> {
+    let field = &format!("rules[{index}]");
+    let name: Arc<str> = match raw.name {
+        None => Arc::from(field.as_str()),
+        Some(name) => {
+            let plain = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-_.:".contains(&byte));
+            if !plain {
+                return Err(error(
+                    format!("{field}.name"),
+                    "1 to 64 letters, digits, `-`, `_`, `.` or `:` (it goes into logs and responses)",
+                ));
+            }
+            Arc::from(name)
+        }
+    };
+    let hosts = match raw.request_match.hosts {
+        None => None,
+        Some(hosts) if hosts.is_empty() => {
+            return Err(error(
+                format!("{field}.match.hosts"),
+                "must not be empty (omit it to match every host)",
+            ))
+        }
+        Some(hosts) => Some(
+            hosts
+                .iter()
+                .enumerate()
+                .map(|(index, host)| validate_host(&format!("{field}.match.hosts[{index}]"), host))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
     let path = match (raw.request_match.path_prefix, raw.request_match.path_exact) {
         (None, None) => PathMatch::Any,
         (Some(prefix), None) => PathMatch::Prefix(validate_path(
@@ -985,8 +1072,17 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
             Some(methods.iter().map(|m| m.to_ascii_uppercase()).collect())
         }
     };
+    if raw.deny.is_some()
+        && (raw.allow.is_some() || raw.providers.is_some() || raw.require.is_some())
+    {
+        return Err(error(
+            field,
+            "a deny rule has `deny` (its conditions) and no `allow`, `providers` or `require`",
+        ));
+    }
     let action =
         match (raw.allow, raw.providers) {
+            (None, None) if raw.deny.is_some() => RuleAction::Deny,
             (Some(RawAllow::Anonymous), None) => RuleAction::AllowAnonymous,
             (None, Some(names)) => {
                 if names.is_empty() {
@@ -1014,25 +1110,67 @@ fn validate_rule(field: &str, raw: RawRule, providers: &[Provider]) -> Result<Ru
             }
             _ => return Err(error(
                 field,
-                "a rule has exactly one of `\"allow\": \"anonymous\"` and `\"providers\": [...]`",
+                "a rule has exactly one of `\"allow\": \"anonymous\"`, `\"providers\": [...]` and `\"deny\": {...}`",
             )),
         };
-    let requirements = match raw.require {
-        None => Requirements::default(),
-        Some(raw) => policy::validate(&format!("{field}.require"), raw)
+    let requirements = match (raw.require, raw.deny) {
+        (Some(raw), _) => policy::validate(&format!("{field}.require"), raw)
             .map_err(|(field, problem)| error(field, problem))?,
+        (None, Some(raw)) => policy::validate_deny(&format!("{field}.deny"), raw)
+            .map_err(|(field, problem)| error(field, problem))?,
+        (None, None) => Requirements::default(),
     };
-    if matches!(action, RuleAction::AllowAnonymous) && !requirements.is_empty() {
+    if matches!(action, RuleAction::AllowAnonymous) && requirements.reads_claims() {
         return Err(error(
             format!("{field}.require"),
             "an anonymous rule has no token to require scopes, roles, claims or authentication of (`source_ips` and `time` it may have)",
         ));
     }
     Ok(Rule {
+        name,
         path,
         methods,
+        hosts,
         action,
         requirements,
+    })
+}
+
+/// `api.example.com` or `*.example.com`: lower-case letters, digits, `-` and `.` (IDNs in their
+/// `xn--` form), or an IP address.
+fn validate_host(field: &str, host: &str) -> Result<HostMatch, ConfigError> {
+    let (wildcard, name) = match host.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, host),
+    };
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.');
+    let address = !wildcard
+        && host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
+    if !plain && !address {
+        return Err(error(
+            field,
+            format!("{host:?}: a host name (`api.example.com`), `*.` and a domain, or an IP address; no port"),
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    Ok(if wildcard {
+        HostMatch::Subdomains(format!(".{lower}"))
+    } else {
+        HostMatch::Exact(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase(),
+        )
     })
 }
 

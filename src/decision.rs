@@ -77,6 +77,8 @@ pub struct Services<'a> {
 /// An allowed request: who the caller is and how to edit the request for the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowed {
+    /// The rule that let the request through: its name, or `default` when none matched.
+    pub rule: Arc<str>,
     /// The provider that vouched for the caller; `None` on an anonymous route.
     pub provider: Option<Arc<str>>,
     /// The verified `sub` claim, when it is safe to log (see [`upstream::is_safe_text`]).
@@ -116,9 +118,20 @@ pub enum Denial {
     Rejected(Rejection),
     /// The provider's keys cannot be had (IdP down, nothing cached): `503`, never allow.
     KeysUnavailable,
-    /// A valid token that does not meet the matched rule's `require`: `403`.
-    Forbidden(Unmet),
+    /// The request, or its valid token, does not meet the matched rule's `require`: `403`
+    /// (`401` for a step-up).
+    Forbidden {
+        rule: Arc<str>,
+        unmet: Unmet,
+    },
+    /// A deny rule's conditions all held: `403`.
+    DeniedByRule {
+        rule: Arc<str>,
+    },
 }
+
+/// The name decisions give when no rule matched (a valid token from any provider was needed).
+pub const DEFAULT_RULE: &str = "default";
 
 /// The stable, machine-readable name of a denial: response bodies, stats and filter state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +164,7 @@ pub enum Reason {
     NoCompatibleKey,
     BadSignature,
     KeysUnavailable,
+    DeniedByRule,
     SourceAddressNotAllowed,
     OutsideTimeWindow,
     InsufficientScope,
@@ -162,7 +176,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 35] = [
+    pub const ALL: [Reason; 36] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -191,6 +205,7 @@ impl Reason {
         Reason::NoCompatibleKey,
         Reason::BadSignature,
         Reason::KeysUnavailable,
+        Reason::DeniedByRule,
         Reason::SourceAddressNotAllowed,
         Reason::OutsideTimeWindow,
         Reason::InsufficientScope,
@@ -230,6 +245,7 @@ impl Reason {
             Reason::NoCompatibleKey => "no_compatible_key",
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::DeniedByRule => "denied_by_rule",
             Reason::SourceAddressNotAllowed => "source_address_not_allowed",
             Reason::OutsideTimeWindow => "outside_time_window",
             Reason::InsufficientScope => "insufficient_scope",
@@ -271,6 +287,7 @@ impl Reason {
             Reason::NoCompatibleKey => "no key can verify the token algorithm",
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
+            Reason::DeniedByRule => "a deny rule refuses this request",
             Reason::SourceAddressNotAllowed => {
                 "requests from this address are not allowed on this route"
             }
@@ -331,12 +348,31 @@ impl Denial {
                 Rejection::BadSignature => Reason::BadSignature,
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
-            Denial::Forbidden(Unmet::SourceAddress) => Reason::SourceAddressNotAllowed,
-            Denial::Forbidden(Unmet::OutsideTimeWindow) => Reason::OutsideTimeWindow,
-            Denial::Forbidden(Unmet::Scopes(_)) => Reason::InsufficientScope,
-            Denial::Forbidden(Unmet::Roles(_)) => Reason::InsufficientRole,
-            Denial::Forbidden(Unmet::Claim(_)) => Reason::ClaimConditionFailed,
-            Denial::Forbidden(Unmet::StepUp(step_up)) => match step_up.cause {
+            Denial::Forbidden {
+                unmet: Unmet::SourceAddress,
+                ..
+            } => Reason::SourceAddressNotAllowed,
+            Denial::Forbidden {
+                unmet: Unmet::OutsideTimeWindow,
+                ..
+            } => Reason::OutsideTimeWindow,
+            Denial::Forbidden {
+                unmet: Unmet::Scopes(_),
+                ..
+            } => Reason::InsufficientScope,
+            Denial::Forbidden {
+                unmet: Unmet::Roles(_),
+                ..
+            } => Reason::InsufficientRole,
+            Denial::Forbidden {
+                unmet: Unmet::Claim(_),
+                ..
+            } => Reason::ClaimConditionFailed,
+            Denial::DeniedByRule { .. } => Reason::DeniedByRule,
+            Denial::Forbidden {
+                unmet: Unmet::StepUp(step_up),
+                ..
+            } => match step_up.cause {
                 StepUpCause::TooOld => Reason::AuthenticationTooOld,
                 StepUpCause::TooWeak => Reason::AuthenticationTooWeak,
             },
@@ -352,6 +388,14 @@ impl Denial {
         }
     }
 
+    /// The rule that decided, when one did (requirements and deny rules).
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Denial::Forbidden { rule, .. } | Denial::DeniedByRule { rule } => Some(rule),
+            _ => None,
+        }
+    }
+
     /// The one response for this denial:
     /// - no token: `401` with a bare `Bearer realm` challenge (RFC 6750 §3.1: no error code
     ///   when the request lacks authentication information);
@@ -361,8 +405,25 @@ impl Denial {
     ///   the scopes the route needs when scopes are the reason (RFC 6750 §3.1).
     pub fn response(&self, realm: &str) -> Response {
         let reason = self.reason();
-        if let Denial::Forbidden(unmet) = self {
-            return forbidden(unmet, reason, realm);
+        match self {
+            Denial::Forbidden { rule, unmet } => return forbidden(unmet, rule, reason, realm),
+            Denial::DeniedByRule { rule } => {
+                let body = json!({
+                    "error": "forbidden",
+                    "reason": reason.as_str(),
+                    "description": reason.description(),
+                    "rule": &**rule,
+                });
+                return Response {
+                    status: 403,
+                    headers: vec![
+                        ("content-type".to_owned(), "application/json".to_owned()),
+                        ("cache-control".to_owned(), "no-store".to_owned()),
+                    ],
+                    body: body.to_string(),
+                };
+            }
+            _ => {}
         }
         if let Denial::KeysUnavailable = self {
             let body = json!({
@@ -412,7 +473,7 @@ impl Denial {
     }
 }
 
-fn forbidden(unmet: &Unmet, reason: Reason, realm: &str) -> Response {
+fn forbidden(unmet: &Unmet, rule: &str, reason: Reason, realm: &str) -> Response {
     let description = reason.description();
     let mut status = 403;
     let mut headers = Vec::with_capacity(3);
@@ -459,6 +520,7 @@ fn forbidden(unmet: &Unmet, reason: Reason, realm: &str) -> Response {
         }
     };
     body.insert("error".to_owned(), json!(error));
+    body.insert("rule".to_owned(), json!(rule));
     body.insert("reason".to_owned(), json!(reason.as_str()));
     body.insert("description".to_owned(), json!(description));
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
@@ -521,19 +583,66 @@ fn decide(
         return Err(Denial::UnnormalizedPath.into());
     }
     let edits = UpstreamEdits::removing_identity_headers(config);
+    let host = request_host(request);
+    let matches = |rule: &&Rule| rule_matches(rule, request.method, path, host);
+    let client = || config.client_address.of(request);
+    // Deny rules win: those that ask nothing of a token refuse before any token work.
+    let deny_rules = || {
+        config
+            .rules
+            .iter()
+            .filter(|rule| matches!(rule.action, RuleAction::Deny))
+            .filter(matches)
+    };
+    for rule in deny_rules().filter(|rule| !rule.requirements.reads_claims()) {
+        if policy::check_context(&rule.requirements, client, now).is_ok() {
+            return Err(Denial::DeniedByRule {
+                rule: Arc::clone(&rule.name),
+            }
+            .into());
+        }
+    }
     let rule = config
         .rules
         .iter()
-        .find(|rule| rule_matches(rule, request.method, path));
+        .filter(|rule| !matches!(rule.action, RuleAction::Deny))
+        .find(matches);
+    let rule_name = rule.map_or_else(|| Arc::from(DEFAULT_RULE), |rule| Arc::clone(&rule.name));
     let requirements = rule.map(|rule| &rule.requirements);
     if let Some(requirements) = requirements {
-        let client = || config.client_address.of(request);
-        policy::check_context(requirements, client, now).map_err(Denial::Forbidden)?;
+        policy::check_context(requirements, client, now).map_err(|unmet| Denial::Forbidden {
+            rule: Arc::clone(&rule_name),
+            unmet,
+        })?;
     }
+    // What the token's claims must meet once it is verified: no deny rule that reads them
+    // holds, and the allow rule's requirements do.
+    let authorize = |provider: &Provider, claims: Option<&Claims>| -> Result<(), Denial> {
+        for deny in deny_rules().filter(|rule| rule.requirements.reads_claims()) {
+            let holds = policy::check_context(&deny.requirements, client, now).is_ok()
+                && claims.is_some_and(|claims| {
+                    let identity = Identity {
+                        claims,
+                        role_claims: &provider.role_claims,
+                    };
+                    policy::check(&deny.requirements, identity, now).is_ok()
+                });
+            if holds {
+                return Err(Denial::DeniedByRule {
+                    rule: Arc::clone(&deny.name),
+                });
+            }
+        }
+        meets(requirements, provider, claims, now).map_err(|unmet| Denial::Forbidden {
+            rule: Arc::clone(&rule_name),
+            unmet,
+        })
+    };
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
     let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
         Some(RuleAction::AllowAnonymous) => {
             return Ok(Allowed {
+                rule: rule_name,
                 provider: None,
                 subject: None,
                 edits,
@@ -541,7 +650,8 @@ fn decide(
             })
         }
         Some(RuleAction::RequireToken(providers)) => Some(providers),
-        None => None,
+        // Deny rules were filtered out above.
+        Some(RuleAction::Deny) | None => None,
     };
 
     // Every source of every provider is searched, whatever the route accepts: a second token
@@ -554,7 +664,7 @@ fn decide(
     if let Some(cached) = services.token_cache.get(found.value) {
         match remembered(config, services.remote_keys, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
-                meets(requirements, provider, cached.claims.as_deref(), now)?;
+                authorize(provider, cached.claims.as_deref())?;
                 let identity_headers = &cached.identity_headers;
                 let subject = cached.subject.clone();
                 let verification = Verification::CacheHit;
@@ -565,7 +675,10 @@ fn decide(
                     identity_headers,
                     subject,
                     edits,
-                    verification,
+                    Grounds {
+                        rule: rule_name,
+                        verification,
+                    },
                 );
                 return Ok(allowed);
             }
@@ -621,7 +734,10 @@ fn decide(
         &identity_headers,
         subject.clone(),
         edits,
-        Verification::Signature,
+        Grounds {
+            rule: Arc::clone(&rule_name),
+            verification: Verification::Signature,
+        },
     );
     services.token_cache.insert(
         found.value,
@@ -635,29 +751,49 @@ fn decide(
         },
     );
     // After remembering: the token is valid whatever this route requires of it.
-    meets(requirements, provider, claims.as_deref(), now)?;
+    authorize(provider, claims.as_deref())?;
     Ok(allowed)
 }
+
+type Claims = serde_json::Map<String, serde_json::Value>;
 
 /// The matched rule's `require` against a verified token's claims. Claims are kept whenever
 /// some rule has requirements, so `None` with requirements cannot happen; it would refuse.
 fn meets(
     requirements: Option<&Requirements>,
     provider: &Provider,
-    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+    claims: Option<&Claims>,
     now: UnixSeconds,
-) -> Result<(), Denial> {
-    let Some(requirements) = requirements.filter(|requirements| !requirements.is_empty()) else {
+) -> Result<(), Unmet> {
+    let Some(requirements) = requirements.filter(|requirements| requirements.reads_claims()) else {
         return Ok(());
     };
     let Some(claims) = claims else {
-        return Err(Denial::Forbidden(Unmet::Claim(Vec::new())));
+        return Err(Unmet::Claim(Vec::new()));
     };
     let identity = Identity {
         claims,
         role_claims: &provider.role_claims,
     };
-    policy::check(requirements, identity, now).map_err(Denial::Forbidden)
+    policy::check(requirements, identity, now)
+}
+
+/// The request's host (`:authority`, which HTTP/1.1's `Host` becomes in the proxy) without its
+/// port; `None` when absent or repeated.
+fn request_host<'r>(request: &Request<'r>) -> Option<&'r str> {
+    let mut values = request.header_values(":authority");
+    let authority = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        return bracketed.split_once(']').map(|(address, _port)| address);
+    }
+    Some(
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _port)| host),
+    )
 }
 
 /// The checks of the request rather than of its token, the same for a token verified now and
@@ -691,6 +827,12 @@ fn provider_keys<'k>(
     }
 }
 
+/// How a request came to be allowed: by which rule, on what verification.
+struct Grounds {
+    rule: Arc<str>,
+    verification: Verification,
+}
+
 /// Allows a request whose token `provider` vouched for: its identity headers set, the token
 /// stripped where the provider says so.
 fn allow_verified(
@@ -700,17 +842,18 @@ fn allow_verified(
     identity_headers: &[(Arc<str>, Arc<str>)],
     subject: Option<Arc<str>>,
     mut edits: UpstreamEdits,
-    verification: Verification,
+    grounds: Grounds,
 ) -> Allowed {
     edits.set_headers.extend(identity_headers.iter().cloned());
     if !provider.forward_token {
         edits.strip_token(request, found);
     }
     Allowed {
+        rule: grounds.rule,
         provider: Some(Arc::clone(&provider.name)),
         subject,
         edits,
-        verification,
+        verification: grounds.verification,
     }
 }
 
@@ -752,7 +895,7 @@ fn remembered<'c>(
     }
 }
 
-fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
+fn rule_matches(rule: &Rule, method: &str, path: &str, host: Option<&str>) -> bool {
     let path_matches = match &rule.path {
         PathMatch::Any => true,
         PathMatch::Prefix(prefix) => matches_path_prefix(path, prefix),
@@ -765,6 +908,10 @@ fn rule_matches(rule: &Rule, method: &str, path: &str) -> bool {
             methods
                 .iter()
                 .any(|allowed| allowed.eq_ignore_ascii_case(method))
+        })
+        // A rule for some hosts matches no request whose host is unknown.
+        && rule.hosts.as_ref().is_none_or(|hosts| {
+            host.is_some_and(|host| hosts.iter().any(|pattern| pattern.matches(host)))
         })
 }
 

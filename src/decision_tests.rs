@@ -1187,7 +1187,8 @@ fn stale_or_weak_authentication_gets_an_rfc9470_step_up_challenge() {
             "reason": "authentication_too_old",
             "description": "the user must authenticate again: the last authentication is too old",
             "acr_values": "urn:example:mfa",
-            "max_age": 600
+            "max_age": 600,
+            "rule": "rules[2]"
         })
     );
 
@@ -1504,4 +1505,163 @@ fn a_time_window_closes_a_route_before_any_token_work() {
         "192.0.2.1",
         NOW - 1,
     ));
+}
+
+/// Deny rules next to allow rules, with names and hosts.
+fn deny_config() -> Config {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"name": "public", "match": {"path_prefix": "/public"}, "allow": "anonymous"},
+        {"name": "no-admin-from-outside", "match": {"path_prefix": "/admin"},
+         "deny": {"source_ips": {"not": ["10.0.0.0/8"]}}},
+        {"name": "suspended", "deny": {"claims": {"any": [
+            {"claim": ["status"], "equals": "suspended"}]}}},
+        {"name": "closed", "match": {"path_prefix": "/public/closed"}, "deny": {}},
+        {"name": "internal-host", "match": {"hosts": ["*.internal.example", "ops.example.com"]},
+         "providers": ["corp"], "require": {"roles": {"any": ["ops"]}}}
+    ]);
+    document["providers"][0]["role_claims"] = json!([["realm_access", "roles"]]);
+    load(&document)
+}
+
+fn decide_on_host(
+    config: &Config,
+    path: &str,
+    host: &str,
+    token: Option<&str>,
+    source: &str,
+) -> Decision {
+    let mut headers = token.map(bearer).unwrap_or_default();
+    headers.push((":authority".to_owned(), host.to_owned()));
+    decide_from(config, path, &headers, source, NOW)
+}
+
+fn denial_rule(decision: &Decision) -> Option<&str> {
+    match decision {
+        Decision::Deny(denial) => denial.rule(),
+        _ => None,
+    }
+}
+
+#[test]
+fn deny_rules_win_whatever_rule_would_allow() {
+    let config = deny_config();
+    let valid = token("RS256", TestKey::Rsa2048, &claims());
+    // An anonymous route, but a deny rule for part of it holds with no conditions.
+    let allowed_public = allowed(decide_on_host(
+        &config,
+        "/public/page",
+        "api.example.com",
+        None,
+        "192.0.2.1",
+    ));
+    assert_eq!(&*allowed_public.rule, "public");
+    let closed = decide_on_host(
+        &config,
+        "/public/closed",
+        "api.example.com",
+        None,
+        "192.0.2.1",
+    );
+    assert_denied(&closed, "denied_by_rule");
+    assert_eq!(denial_rule(&closed), Some("closed"));
+    // A context deny rule refuses before any token work, valid token or not.
+    for bearer_token in [Some(valid.as_str()), None] {
+        let outside = decide_on_host(
+            &config,
+            "/admin",
+            "api.example.com",
+            bearer_token,
+            "192.0.2.1",
+        );
+        assert_denied(&outside, "denied_by_rule");
+        assert_eq!(denial_rule(&outside), Some("no-admin-from-outside"));
+    }
+    let inside = allowed(decide_on_host(
+        &config,
+        "/admin",
+        "api.example.com",
+        Some(&valid),
+        "10.0.0.1",
+    ));
+    assert_eq!(
+        &*inside.rule, "default",
+        "no allow rule matched: any valid token"
+    );
+    // A deny rule on claims is judged once the token is verified.
+    let suspended = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"status": "suspended"})),
+    );
+    let decision = decide_on_host(
+        &config,
+        "/orders",
+        "api.example.com",
+        Some(&suspended),
+        "10.0.0.1",
+    );
+    assert_denied(&decision, "denied_by_rule");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    let response = denial.response(&config.realm);
+    assert_eq!(response.status, 403);
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "forbidden", "reason": "denied_by_rule",
+               "description": "a deny rule refuses this request", "rule": "suspended"})
+    );
+}
+
+#[test]
+fn host_patterns_pick_the_rule() {
+    let config = deny_config();
+    assert!(config.read_headers.iter().any(|name| name == ":authority"));
+    let ops = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"realm_access": {"roles": ["ops"]}})),
+    );
+    let user = token("RS256", TestKey::Rsa2048, &claims());
+    for host in [
+        "db.internal.example",
+        "DB.Internal.Example:8443",
+        "ops.example.com",
+    ] {
+        let decision = decide_on_host(&config, "/x", host, Some(&user), "10.0.0.1");
+        assert_denied(&decision, "insufficient_role");
+        assert_eq!(denial_rule(&decision), Some("internal-host"), "{host}");
+        let allowed_ops = allowed(decide_on_host(&config, "/x", host, Some(&ops), "10.0.0.1"));
+        assert_eq!(&*allowed_ops.rule, "internal-host");
+    }
+    for host in [
+        "internal.example",
+        "ops.example.com.evil",
+        "xops.example.com",
+    ] {
+        let other = allowed(decide_on_host(&config, "/x", host, Some(&user), "10.0.0.1"));
+        assert_eq!(&*other.rule, "default", "{host}");
+    }
+}
+
+#[test]
+fn rule_names_are_checked_and_unique() {
+    let mut document = base_config();
+    document["rules"] = json!([
+        {"name": "a", "allow": "anonymous"},
+        {"name": "a", "providers": ["corp"]}
+    ]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[1].name");
+    document["rules"] = json!([{"name": "with space", "allow": "anonymous"}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].name");
+    document["rules"] = json!([{"deny": {}, "providers": ["corp"]}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0]");
+    document["rules"] = json!([{"match": {"hosts": ["bad host"]}, "providers": ["corp"]}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].match.hosts[0]");
 }

@@ -67,19 +67,20 @@ pub struct Requirements {
 }
 
 impl Requirements {
-    /// True when the rule asks nothing of the token's claims, so they need not be kept (and
-    /// an anonymous rule may carry it).
-    pub fn is_empty(&self) -> bool {
-        self.scopes.is_none()
-            && self.claims.is_none()
-            && self.roles.is_none()
-            && self.acr.is_none()
-            && self.max_auth_age_seconds.is_none()
+    /// True when some condition reads a verified token's claims: the claims must then be
+    /// kept, and an anonymous rule cannot carry it (nor can a deny rule be judged before the
+    /// token is).
+    pub fn reads_claims(&self) -> bool {
+        self.scopes.is_some()
+            || self.claims.is_some()
+            || self.roles.is_some()
+            || self.acr.is_some()
+            || self.max_auth_age_seconds.is_some()
     }
 
     /// True when the rule asks nothing at all.
     pub fn is_nothing(&self) -> bool {
-        self.is_empty() && self.source_ips.is_none() && self.time.is_none()
+        !self.reads_claims() && self.source_ips.is_none() && self.time.is_none()
     }
 }
 
@@ -379,7 +380,25 @@ fn quantified<R, T>(
     Ok(Quantified { quantifier, items })
 }
 
+/// A rule's `require`: at least one condition.
 pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
+    let requirements = conditions(field, raw)?;
+    if requirements.is_nothing() {
+        return Err(field_error(
+            field,
+            "name at least one of `scopes`, `roles`, `claims`, `acr`, `max_auth_age_seconds`, `source_ips`, `time` (or leave `require` out)",
+        ));
+    }
+    Ok(requirements)
+}
+
+/// A deny rule's `deny`: the conditions under which it refuses; none (`{}`) refuses every
+/// request it matches.
+pub(crate) fn validate_deny(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
+    conditions(field, raw)
+}
+
+fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
     let scopes = raw
         .scopes
         .map(|list| {
@@ -441,7 +460,7 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
         .time
         .map(|raw| request_context::validate_time_window(&format!("{field}.time"), raw))
         .transpose()?;
-    let requirements = Requirements {
+    Ok(Requirements {
         scopes,
         claims,
         roles,
@@ -449,14 +468,7 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
         max_auth_age_seconds: raw.max_auth_age_seconds,
         source_ips,
         time,
-    };
-    if requirements.is_nothing() {
-        return Err(field_error(
-            field,
-            "name at least one of `scopes`, `roles`, `claims`, `acr`, `max_auth_age_seconds`, `source_ips`, `time` (or leave `require` out)",
-        ));
-    }
-    Ok(requirements)
+    })
 }
 
 /// Safe inside a quoted challenge attribute and as one word of a space-separated list.

@@ -684,23 +684,26 @@ fn tokens_are_found_in_every_source_and_stripped_when_not_forwarded() {
 fn requiring_configuration() -> Value {
     let mut configuration = verifying_configuration();
     configuration["rules"] = json!([
-        {"match": {"path_prefix": "/admin/"}, "providers": ["main"],
+        {"name": "admin", "match": {"path_prefix": "/admin/"}, "providers": ["main"],
          "require": {"scopes": {"all": ["admin:read", "admin:write"]}}},
-        {"match": {"path_prefix": "/reports/"}, "providers": ["main"],
+        {"name": "reports", "match": {"path_prefix": "/reports/"}, "providers": ["main"],
          "require": {"claims": {"any": [
              {"claim": ["realm_access", "roles"], "contains": "auditor"},
              {"claim": ["https://e2e.test/department"], "equals": "finance"}
          ]}}},
-        {"match": {"path_prefix": "/payments/"}, "providers": ["main"],
+        {"name": "payments", "match": {"path_prefix": "/payments/"}, "providers": ["main"],
          "require": {"acr": ["urn:e2e:mfa"], "max_auth_age_seconds": 300}},
-        {"match": {"path_prefix": "/ops/"}, "providers": ["main"],
+        {"name": "ops", "match": {"path_prefix": "/ops/"}, "providers": ["main"],
          "require": {"roles": {"any": ["sre"]}}},
-        {"match": {"path_prefix": "/loopback/"}, "allow": "anonymous",
+        {"name": "loopback", "match": {"path_prefix": "/loopback/"}, "allow": "anonymous",
          "require": {"source_ips": {"any": ["127.0.0.0/8", "::1"]}}},
-        {"match": {"path_prefix": "/intranet/"}, "allow": "anonymous",
+        {"name": "intranet", "match": {"path_prefix": "/intranet/"}, "allow": "anonymous",
          "require": {"source_ips": {"any": ["10.0.0.0/8"]}}},
-        {"match": {"path_prefix": "/later/"}, "providers": ["main"],
-         "require": {"time": {"hours": closed_hours()}}}
+        {"name": "later", "match": {"path_prefix": "/later/"}, "providers": ["main"],
+         "require": {"time": {"hours": closed_hours()}}},
+        {"name": "no-legacy", "match": {"path_prefix": "/legacy/"}, "deny": {}},
+        {"name": "no-suspended", "deny": {"claims": {"all": [
+            {"claim": ["status"], "equals": "suspended"}]}}}
     ]);
     configuration["providers"][0]["role_claims"] = json!([["groups"]]);
     configuration
@@ -739,14 +742,15 @@ fn rule_requirements_answer_403_in_envoy() {
                 .get("/admin/users", &[("authorization", &bearer(&reader))])
                 .forbidden(
                     "insufficient_scope",
+                    "admin",
                     Some(challenge),
                     Some(("scope", json!("admin:read admin:write"))),
                 );
         }
         // The same token is enough where no scope is required.
-        stand
-            .get("/orders", &[("authorization", &bearer(&reader))])
-            .allowed("reader");
+        let exchange = stand.get("/orders", &[("authorization", &bearer(&reader))]);
+        exchange.allowed("reader");
+        exchange.decided_by("default");
     });
 
     stand.scenario("scopes_from_scope_and_scp_together", || {
@@ -754,9 +758,9 @@ fn rule_requirements_answer_403_in_envoy() {
             "admin",
             json!({"scope": "admin:read", "scp": ["admin:write"]}),
         );
-        stand
-            .get("/admin/users", &[("authorization", &bearer(&admin))])
-            .allowed("admin");
+        let exchange = stand.get("/admin/users", &[("authorization", &bearer(&admin))]);
+        exchange.allowed("admin");
+        exchange.decided_by("admin");
     });
 
     stand.scenario("step_up_for_stale_or_weak_authentication", || {
@@ -784,6 +788,7 @@ fn rule_requirements_answer_403_in_envoy() {
             );
             exchange.stepped_up(
                 reason,
+                "payments",
                 &challenge,
                 &json!({"acr_values": "urn:e2e:mfa", "max_age": 300}),
             );
@@ -805,20 +810,42 @@ fn rule_requirements_answer_403_in_envoy() {
         let top_level = with("dev", json!({"roles": ["sre"]}));
         stand
             .get("/ops/deploy", &[("authorization", &bearer(&top_level))])
-            .forbidden("insufficient_role", None, Some(("roles", json!(["sre"]))));
+            .forbidden(
+                "insufficient_role",
+                "ops",
+                None,
+                Some(("roles", json!(["sre"]))),
+            );
     });
 
     stand.scenario("source_address_and_time_window", || {
         // The test client connects from loopback: Envoy's `source.address`.
-        stand.get("/loopback/status", &[]).allowed_anonymously();
+        let exchange = stand.get("/loopback/status", &[]);
+        exchange.allowed_anonymously();
+        exchange.decided_by("loopback");
         // A forwarded-for header does not make the client someone else.
         stand
             .get("/intranet/status", &[("x-forwarded-for", "10.1.2.3")])
-            .forbidden("source_address_not_allowed", None, None);
+            .forbidden("source_address_not_allowed", "intranet", None, None);
         let token = with("early", json!({}));
         stand
             .get("/later/report", &[("authorization", &bearer(&token))])
-            .forbidden("outside_time_window", None, None);
+            .forbidden("outside_time_window", "later", None, None);
+    });
+
+    stand.scenario("deny_rules_win", || {
+        stand
+            .get("/legacy/api", &[])
+            .forbidden("denied_by_rule", "no-legacy", None, None);
+        let suspended = with(
+            "suspended",
+            json!({"status": "suspended", "scope": "admin:read admin:write"}),
+        );
+        for path in ["/orders", "/admin/users"] {
+            stand
+                .get(path, &[("authorization", &bearer(&suspended))])
+                .forbidden("denied_by_rule", "no-suspended", None, None);
+        }
     });
 
     stand.scenario("claim_conditions", || {
@@ -835,6 +862,7 @@ fn rule_requirements_answer_403_in_envoy() {
             .get("/reports/q3", &[("authorization", &bearer(&neither))])
             .forbidden(
                 "claim_condition_failed",
+                "reports",
                 None,
                 Some(("claim", json!(["realm_access", "roles"]))),
             );
@@ -861,11 +889,14 @@ fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() {
         for chain in ["10.1.2.3, 192.0.2.1", "10.66.0.9", "not-an-address"] {
             stand
                 .get("/intranet/a", &[("x-forwarded-for", chain)])
-                .forbidden("source_address_not_allowed", None, None);
+                .forbidden("source_address_not_allowed", "rules[0]", None, None);
         }
-        stand
-            .get("/intranet/a", &[])
-            .forbidden("source_address_not_allowed", None, None);
+        stand.get("/intranet/a", &[]).forbidden(
+            "source_address_not_allowed",
+            "rules[0]",
+            None,
+            None,
+        );
     });
     stand.finish();
 }

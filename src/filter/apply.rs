@@ -12,6 +12,7 @@ use super::{log, Shared};
 const DECISION_PROPERTY: &str = "wasm_jwt_authn.decision";
 const SUBJECT_PROPERTY: &str = "wasm_jwt_authn.subject";
 const REASON_PROPERTY: &str = "wasm_jwt_authn.reason";
+const RULE_PROPERTY: &str = "wasm_jwt_authn.rule";
 
 /// What became of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,7 @@ pub(crate) fn allow(shared: &Shared, context_id: u32, allowed: &Allowed) -> Appl
     if let Some(subject) = &allowed.subject {
         set_property(SUBJECT_PROPERTY, subject);
     }
+    set_property(RULE_PROPERTY, &allowed.rule);
     Applied::Forward
 }
 
@@ -66,6 +68,9 @@ pub(crate) fn deny(shared: &Shared, context_id: u32, denial: &Denial) -> Applied
     shared.stats.count_denied(reason);
     set_property(DECISION_PROPERTY, "deny");
     set_property(REASON_PROPERTY, reason.as_str());
+    if let Some(rule) = denial.rule() {
+        set_property(RULE_PROPERTY, rule);
+    }
     log(
         LogLevel::Debug,
         context_id,

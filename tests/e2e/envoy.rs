@@ -29,6 +29,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DECISION_KEY: &str = "wasm.wasm_jwt_authn.decision";
 pub const SUBJECT_KEY: &str = "wasm.wasm_jwt_authn.subject";
 pub const REASON_KEY: &str = "wasm.wasm_jwt_authn.reason";
+pub const RULE_KEY: &str = "wasm.wasm_jwt_authn.rule";
 /// Envoy's name for the filter's counters: `wasmcustom.` + the name the filter defines.
 pub const COUNTER_PREFIX: &str = "wasmcustom.wasm_jwt_authn.";
 /// The request header whose value the access log records, to find a request's line.
@@ -468,7 +469,8 @@ fn bootstrap(
         "id=%REQ({REQUEST_ID_HEADER})% status=%RESPONSE_CODE% \
          decision=%FILTER_STATE({DECISION_KEY}:PLAIN)% \
          subject=%FILTER_STATE({SUBJECT_KEY}:PLAIN)% \
-         reason=%FILTER_STATE({REASON_KEY}:PLAIN)%\n"
+         reason=%FILTER_STATE({REASON_KEY}:PLAIN)% \
+         rule=%FILTER_STATE({RULE_KEY}:PLAIN)%\n"
     );
     json!({
         "admin": {"address": loopback(0)},

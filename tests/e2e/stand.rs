@@ -33,7 +33,8 @@ pub struct Stand {
     failures: RefCell<Vec<String>>,
 }
 
-/// The access-log line a request must produce; `-` where the filter set no value.
+/// The access-log line a request must produce; `-` where the filter set no value. `rule` is
+/// only compared when the expectation names one ([`Exchange::decided_by`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     pub id: String,
@@ -41,6 +42,7 @@ pub struct LogLine {
     pub decision: String,
     pub subject: String,
     pub reason: String,
+    pub rule: Option<String>,
 }
 
 impl LogLine {
@@ -57,7 +59,18 @@ impl LogLine {
             decision: take("decision")?,
             subject: take("subject")?,
             reason: take("reason")?,
+            rule: take("rule"),
         })
+    }
+
+    /// `logged` is this expected line: every field, and the rule when one is expected.
+    fn is_met_by(&self, logged: &LogLine) -> bool {
+        let LogLine { rule, .. } = self;
+        let without_rule = |line: &LogLine| LogLine {
+            rule: None,
+            ..line.clone()
+        };
+        without_rule(self) == without_rule(logged) && (rule.is_none() || *rule == logged.rule)
     }
 }
 
@@ -153,7 +166,18 @@ impl Stand {
             decision: decision.to_owned(),
             subject: subject.to_owned(),
             reason: reason.to_owned(),
+            rule: None,
         });
+    }
+
+    /// The access-log line of request `id` must also name `rule` as the deciding rule.
+    pub fn expect_rule(&self, id: &str, rule: &str) {
+        let mut expected = self.expected_log.borrow_mut();
+        let line = expected.iter_mut().rev().find(|line| line.id == id);
+        match line {
+            Some(line) => line.rule = Some(rule.to_owned()),
+            None => panic!("no access-log line is expected for {id} yet: assert the outcome first"),
+        }
     }
 
     /// Checks the access log against every noted line, then fails with every scenario failure.
@@ -177,7 +201,7 @@ impl Stand {
         };
         for line in &expected {
             match logged.get(&line.id) {
-                Some(found) if found == line => {}
+                Some(found) if line.is_met_by(found) => {}
                 Some(found) => self.failures.borrow_mut().push(format!(
                     "access log for {}: expected {line:?}, found {found:?}",
                     line.id
@@ -321,7 +345,13 @@ impl Exchange<'_> {
     /// A valid token the route's `require` turned away: `403` with the exact challenge (only
     /// `insufficient_scope` has one) and body, whose `detail` is the reason's own member
     /// (`scope` or `claim`); nothing reached the upstream; `denied.<reason>` counted, logged.
-    pub fn forbidden(&self, reason: &str, challenge: Option<&str>, detail: Option<(&str, Value)>) {
+    pub fn forbidden(
+        &self,
+        reason: &str,
+        rule: &str,
+        challenge: Option<&str>,
+        detail: Option<(&str, Value)>,
+    ) {
         let description = Reason::ALL
             .iter()
             .find(|known| known.as_str() == reason)
@@ -344,7 +374,12 @@ impl Exchange<'_> {
         } else {
             "forbidden"
         };
-        let mut body = json!({"error": error, "reason": reason, "description": description});
+        let mut body = json!({
+            "error": error,
+            "reason": reason,
+            "description": description,
+            "rule": rule,
+        });
         if let Some((name, value)) = detail {
             body[name] = value;
         }
@@ -357,11 +392,12 @@ impl Exchange<'_> {
         );
         self.counters_moved(&[&format!("denied.{reason}")]);
         self.stand.expect_log(&self.id, 403, "deny", "-", reason);
+        self.decided_by(rule);
     }
 
     /// An RFC 9470 step-up: `401` with exactly `challenge`, the body's `reason`, `description`
     /// and the members in `extra` (`acr_values`, `max_age`); nothing reached the upstream.
-    pub fn stepped_up(&self, reason: &str, challenge: &str, extra: &Value) {
+    pub fn stepped_up(&self, reason: &str, rule: &str, challenge: &str, extra: &Value) {
         let description = Reason::ALL
             .iter()
             .find(|known| known.as_str() == reason)
@@ -382,6 +418,7 @@ impl Exchange<'_> {
             "error": "insufficient_user_authentication",
             "reason": reason,
             "description": description,
+            "rule": rule,
         });
         for (name, value) in extra.as_object().unwrap() {
             body[name] = value.clone();
@@ -395,6 +432,12 @@ impl Exchange<'_> {
         );
         self.counters_moved(&[&format!("denied.{reason}")]);
         self.stand.expect_log(&self.id, 401, "deny", "-", reason);
+        self.decided_by(rule);
+    }
+
+    /// After the outcome's assertion: the rule that decided, as the access log must show it.
+    pub fn decided_by(&self, rule: &str) {
+        self.stand.expect_rule(&self.id, rule);
     }
 
     /// Exactly these counters went up by one, and no other counter of the filter moved.
