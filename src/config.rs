@@ -46,6 +46,21 @@ struct RawConfig {
     crypto: Option<CryptoBackend>,
     token_cache: Option<RawTokenCache>,
     client_address: Option<RawClientAddress>,
+    device: Option<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    provider: String,
+    bind: Option<RawDeviceBinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceBinding {
+    device_claim: Vec<String>,
+    user_claim: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +231,24 @@ pub struct Config {
     pub client_address: ClientAddress,
     /// Some rule judges the client address the proxy determined: the adapter asks for it.
     pub reads_source_address: bool,
+    /// Device tokens, when rules may require them.
+    pub device: Option<DevicePosture>,
+}
+
+/// Where device tokens come from and how they are tied to the user's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePosture {
+    /// The provider that verifies device tokens (a device-trust service's issuer and keys); its
+    /// one header token source is where they are sent. It vouches for no user.
+    pub provider: ProviderIndex,
+    /// The device token's claim at `device_claim` must equal the user token's at `user_claim`.
+    pub binding: Option<DeviceBinding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceBinding {
+    pub device_claim: Vec<String>,
+    pub user_claim: Vec<String>,
 }
 
 /// Position of a provider in [`Config::providers`].
@@ -514,10 +547,34 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         ));
     }
 
+    let device = raw
+        .device
+        .map(|raw| validate_device(raw, &providers, &rules))
+        .transpose()?;
+    if device.is_none() {
+        if let Some(index) = rules
+            .iter()
+            .position(|rule| rule.requirements.device.is_some())
+        {
+            return Err(error(
+                format!("rules[{index}].require.device"),
+                "no top-level `device` names the provider that verifies device tokens",
+            ));
+        }
+    }
+    let device_provider = device.as_ref().map(|device| device.provider);
+
     let mut token_sources: Vec<TokenSource> = Vec::new();
     let mut identity_headers: Vec<Arc<str>> = Vec::new();
-    for provider in &providers {
-        for source in &provider.token_sources {
+    for (index, provider) in providers.iter().enumerate() {
+        // Device tokens are looked for only where a rule requires one: their header is not a
+        // place for the user's token, nor a second token next to it.
+        let sources = if device_provider == Some(index) {
+            &[][..]
+        } else {
+            &provider.token_sources[..]
+        };
+        for source in sources {
             if !token_sources.contains(source) {
                 token_sources.push(source.clone());
             }
@@ -575,11 +632,24 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     if rules.iter().any(|rule| rule.hosts.is_some()) {
         read_headers.push(":authority".to_owned());
     }
+    if let Some(device) = &device {
+        let header = providers
+            .get(device.provider)
+            .and_then(|provider| provider.token_sources.first())
+            .and_then(|source| match source {
+                TokenSource::Header { name, .. } => Some(name.to_ascii_lowercase()),
+                _ => None,
+            });
+        if let Some(header) = header.filter(|header| !read_headers.contains(header)) {
+            read_headers.push(header);
+        }
+    }
     Ok(Loaded {
         config: Config {
             policy_reads_claims,
             client_address,
             reads_source_address,
+            device,
             providers,
             rules,
             max_token_bytes,
@@ -1133,6 +1203,68 @@ fn validate_rule(index: usize, raw: RawRule, providers: &[Provider]) -> Result<R
         hosts,
         action,
         requirements,
+    })
+}
+
+fn validate_device(
+    raw: RawDevice,
+    providers: &[Provider],
+    rules: &[Rule],
+) -> Result<DevicePosture, ConfigError> {
+    let Some((index, provider)) = providers
+        .iter()
+        .enumerate()
+        .find(|(_, provider)| *provider.name == *raw.provider)
+    else {
+        return Err(error(
+            "device.provider",
+            format!("no provider is named {:?}", raw.provider),
+        ));
+    };
+    if !matches!(
+        provider.token_sources.as_slice(),
+        [TokenSource::Header { .. }]
+    ) {
+        return Err(error(
+            format!("providers[{index}].token_sources"),
+            "the device provider takes its tokens from exactly one header, e.g. `[{\"header\": \"x-device-token\"}]`",
+        ));
+    }
+    let named_by_rule = rules.iter().position(|rule| {
+        matches!(&rule.action, RuleAction::RequireToken(accepted) if accepted.contains(&index))
+    });
+    if let Some(rule) = named_by_rule {
+        return Err(error(
+            format!("rules[{rule}].providers"),
+            format!(
+                "{:?} verifies device tokens; it vouches for no user",
+                raw.provider
+            ),
+        ));
+    }
+    let binding = match raw.bind {
+        None => None,
+        Some(bind) => {
+            for (name, path) in [
+                ("device_claim", &bind.device_claim),
+                ("user_claim", &bind.user_claim),
+            ] {
+                if path.is_empty() || path.iter().any(String::is_empty) {
+                    return Err(error(
+                        format!("device.bind.{name}"),
+                        "a claim path is a non-empty array of non-empty member names",
+                    ));
+                }
+            }
+            Some(DeviceBinding {
+                device_claim: bind.device_claim,
+                user_claim: bind.user_claim,
+            })
+        }
+    };
+    Ok(DevicePosture {
+        provider: index,
+        binding,
     })
 }
 

@@ -13,7 +13,7 @@ use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::remote::KeysNow;
-use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request};
+use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
 use crate::upstream::{self, UpstreamEdits};
 use crate::verify::{self, Rejection, UnixSeconds};
@@ -128,6 +128,26 @@ pub enum Denial {
     DeniedByRule {
         rule: Arc<str>,
     },
+    /// The matched rule requires a device token and the request's does not do: `403`.
+    Device {
+        rule: Arc<str>,
+        problem: DeviceProblem,
+    },
+}
+
+/// What is wrong with the device token a rule requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceProblem {
+    /// None in the device header (or more than one).
+    Missing,
+    /// Not a valid token of the device provider (malformed, another issuer, bad signature,
+    /// expired, …).
+    Invalid,
+    /// Valid, but for another user (`device.bind`).
+    NotBound,
+    /// Valid and bound, but its claims fail the rule's `require.device.claims`: the path of
+    /// the first failed condition.
+    Posture(Vec<String>),
 }
 
 /// The name decisions give when no rule matched (a valid token from any provider was needed).
@@ -165,6 +185,10 @@ pub enum Reason {
     BadSignature,
     KeysUnavailable,
     DeniedByRule,
+    DeviceTokenMissing,
+    DeviceTokenInvalid,
+    DeviceNotBound,
+    DevicePostureFailed,
     SourceAddressNotAllowed,
     OutsideTimeWindow,
     InsufficientScope,
@@ -176,7 +200,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 40] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -206,6 +230,10 @@ impl Reason {
         Reason::BadSignature,
         Reason::KeysUnavailable,
         Reason::DeniedByRule,
+        Reason::DeviceTokenMissing,
+        Reason::DeviceTokenInvalid,
+        Reason::DeviceNotBound,
+        Reason::DevicePostureFailed,
         Reason::SourceAddressNotAllowed,
         Reason::OutsideTimeWindow,
         Reason::InsufficientScope,
@@ -246,6 +274,10 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::DeniedByRule => "denied_by_rule",
+            Reason::DeviceTokenMissing => "device_token_missing",
+            Reason::DeviceTokenInvalid => "device_token_invalid",
+            Reason::DeviceNotBound => "device_not_bound",
+            Reason::DevicePostureFailed => "device_posture_failed",
             Reason::SourceAddressNotAllowed => "source_address_not_allowed",
             Reason::OutsideTimeWindow => "outside_time_window",
             Reason::InsufficientScope => "insufficient_scope",
@@ -288,6 +320,12 @@ impl Reason {
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
             Reason::DeniedByRule => "a deny rule refuses this request",
+            Reason::DeviceTokenMissing => "this route requires a device token",
+            Reason::DeviceTokenInvalid => "the device token is invalid",
+            Reason::DeviceNotBound => "the device token belongs to another user",
+            Reason::DevicePostureFailed => {
+                "the device does not meet this route's posture requirements"
+            }
             Reason::SourceAddressNotAllowed => {
                 "requests from this address are not allowed on this route"
             }
@@ -369,6 +407,12 @@ impl Denial {
                 ..
             } => Reason::ClaimConditionFailed,
             Denial::DeniedByRule { .. } => Reason::DeniedByRule,
+            Denial::Device { problem, .. } => match problem {
+                DeviceProblem::Missing => Reason::DeviceTokenMissing,
+                DeviceProblem::Invalid => Reason::DeviceTokenInvalid,
+                DeviceProblem::NotBound => Reason::DeviceNotBound,
+                DeviceProblem::Posture(_) => Reason::DevicePostureFailed,
+            },
             Denial::Forbidden {
                 unmet: Unmet::StepUp(step_up),
                 ..
@@ -391,7 +435,9 @@ impl Denial {
     /// The rule that decided, when one did (requirements and deny rules).
     pub fn rule(&self) -> Option<&str> {
         match self {
-            Denial::Forbidden { rule, .. } | Denial::DeniedByRule { rule } => Some(rule),
+            Denial::Forbidden { rule, .. }
+            | Denial::DeniedByRule { rule }
+            | Denial::Device { rule, .. } => Some(rule),
             _ => None,
         }
     }
@@ -407,13 +453,23 @@ impl Denial {
         let reason = self.reason();
         match self {
             Denial::Forbidden { rule, unmet } => return forbidden(unmet, rule, reason, realm),
-            Denial::DeniedByRule { rule } => {
-                let body = json!({
+            Denial::DeniedByRule { rule } | Denial::Device { rule, .. } => {
+                let mut body = json!({
                     "error": "forbidden",
                     "reason": reason.as_str(),
                     "description": reason.description(),
                     "rule": &**rule,
                 });
+                if let (
+                    Denial::Device {
+                        problem: DeviceProblem::Posture(path),
+                        ..
+                    },
+                    Some(object),
+                ) = (self, body.as_object_mut())
+                {
+                    object.insert("claim".to_owned(), json!(path));
+                }
                 return Response {
                     status: 403,
                     headers: vec![
@@ -665,10 +721,19 @@ fn decide(
         match remembered(config, services.remote_keys, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
                 authorize(provider, cached.claims.as_deref())?;
+                let posture = device_posture(
+                    config,
+                    services,
+                    request,
+                    rule,
+                    cached.claims.as_deref(),
+                    now,
+                    attempt,
+                )?;
                 let identity_headers = &cached.identity_headers;
                 let subject = cached.subject.clone();
                 let verification = Verification::CacheHit;
-                let allowed = allow_verified(
+                let mut allowed = allow_verified(
                     provider,
                     request,
                     &found,
@@ -680,6 +745,7 @@ fn decide(
                         verification,
                     },
                 );
+                posture.apply(&mut allowed.edits);
                 return Ok(allowed);
             }
             Remembered::NoLonger => services.token_cache.remove(found.value),
@@ -752,7 +818,117 @@ fn decide(
     );
     // After remembering: the token is valid whatever this route requires of it.
     authorize(provider, claims.as_deref())?;
+    let posture = device_posture(
+        config,
+        services,
+        request,
+        rule,
+        claims.as_deref(),
+        now,
+        attempt,
+    )?;
+    let mut allowed = allowed;
+    posture.apply(&mut allowed.edits);
     Ok(allowed)
+}
+
+/// What a verified device token changes in the request for the upstream.
+#[derive(Default)]
+struct DeviceEdits {
+    /// The device provider's claim headers.
+    set_headers: Vec<(Arc<str>, Arc<str>)>,
+    /// The device token's header, when the device provider does not forward tokens.
+    remove_header: Option<Arc<str>>,
+}
+
+impl DeviceEdits {
+    fn apply(self, edits: &mut UpstreamEdits) {
+        edits.set_headers.extend(self.set_headers);
+        edits.remove_headers.extend(self.remove_header);
+    }
+}
+
+/// When the matched `rule` requires a device token: finds it in the device provider's header,
+/// verifies it like any token of that provider (signature, issuer, audience, lifetime), checks
+/// it is bound to the user (`user_claims`) and meets the rule's posture conditions. Returns the
+/// device provider's claim headers to set (its `claims_to_headers`, stripped from every
+/// request, so only a verified device token can set them).
+fn device_posture(
+    config: &Config,
+    services: &Services<'_>,
+    request: &Request<'_>,
+    rule: Option<&Rule>,
+    user_claims: Option<&Claims>,
+    now: UnixSeconds,
+    attempt: Attempt,
+) -> Result<DeviceEdits, Stop> {
+    let (Some(rule), Some(device)) = (rule, &config.device) else {
+        return Ok(DeviceEdits::default());
+    };
+    let Some(requirement) = &rule.requirements.device else {
+        return Ok(DeviceEdits::default());
+    };
+    let refuse = |problem| Denial::Device {
+        rule: Arc::clone(&rule.name),
+        problem,
+    };
+    let Some(provider) = config.providers.get(device.provider) else {
+        return Err(refuse(DeviceProblem::Invalid).into());
+    };
+    let found = match token::extract(request, &provider.token_sources) {
+        Ok(Some(found)) => found,
+        Ok(None) | Err(ExtractError::MultipleTokens) => {
+            return Err(refuse(DeviceProblem::Missing).into())
+        }
+    };
+    let untrusted = token::parse(found.value, config.max_token_bytes)
+        .map_err(|_| refuse(DeviceProblem::Invalid))?;
+    let issuer = untrusted
+        .claims
+        .get("iss")
+        .and_then(serde_json::Value::as_str);
+    if issuer != Some(provider.issuer.as_str()) {
+        return Err(refuse(DeviceProblem::Invalid).into());
+    }
+    let keys = match (
+        provider_keys(device.provider, provider, services.remote_keys, now),
+        attempt,
+    ) {
+        (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
+        (KeysNow::Pending, Attempt::First) => {
+            return Err(Stop::Wait(Wait {
+                provider: device.provider,
+                cause: WaitCause::KeysPending,
+            }))
+        }
+        (KeysNow::Pending | KeysNow::Unavailable, _) => return Err(Denial::KeysUnavailable.into()),
+    };
+    let verified = verify::verify(untrusted, provider, keys, now, services.signatures)
+        .map_err(|_| refuse(DeviceProblem::Invalid))?;
+    if let Some(binding) = &device.binding {
+        let device_value = policy::claim_at(&verified.claims, &binding.device_claim);
+        let user_value =
+            user_claims.and_then(|claims| policy::claim_at(claims, &binding.user_claim));
+        let bound = matches!((device_value, user_value), (Some(device), Some(user)) if !device.is_null() && device == user);
+        if !bound {
+            return Err(refuse(DeviceProblem::NotBound).into());
+        }
+    }
+    if let Some(conditions) = &requirement.claims {
+        if let Some(failed) = policy::unmet_condition(conditions, &verified.claims) {
+            return Err(refuse(DeviceProblem::Posture(failed.path.clone())).into());
+        }
+    }
+    let remove_header = match found.source {
+        TokenSource::Header { name, .. } if !provider.forward_token => {
+            Some(Arc::from(name.as_str()))
+        }
+        _ => None,
+    };
+    Ok(DeviceEdits {
+        set_headers: upstream::identity_headers(provider, &verified),
+        remove_header,
+    })
 }
 
 type Claims = serde_json::Map<String, serde_json::Value>;

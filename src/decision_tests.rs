@@ -1665,3 +1665,171 @@ fn rule_names_are_checked_and_unique() {
     let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "rules[0].match.hosts[0]");
 }
+
+const DEVICE_ISSUER: &str = "https://device-trust.example.com";
+
+/// `corp` users; `device-trust` vouches for devices in `x-device-token`, bound by `user` = `sub`.
+fn device_config() -> Config {
+    let mut document = base_config();
+    document["providers"].as_array_mut().unwrap().push(json!({
+        "name": "device-trust",
+        "issuer": DEVICE_ISSUER,
+        "audiences": [AUDIENCE],
+        "jwks": {"inline": jwks(&[TestKey::P256])},
+        "token_sources": [{"header": "x-device-token"}],
+        "forward_token": false,
+        "claims_to_headers": [{"claim": ["compliant"], "header": "x-device-compliant"}]
+    }));
+    document["device"] = json!({
+        "provider": "device-trust",
+        "bind": {"device_claim": ["user"], "user_claim": ["sub"]}
+    });
+    document["rules"] = json!([
+        {"name": "finance", "match": {"path_prefix": "/finance"}, "providers": ["corp"],
+         "require": {"device": {"claims": {"all": [{"claim": ["compliant"], "equals": true}]}}}}
+    ]);
+    load(&document)
+}
+
+fn device_token(changes: Value) -> String {
+    let device = json!({"iss": DEVICE_ISSUER, "aud": AUDIENCE, "sub": "laptop-7", "user": "user-1",
+                        "compliant": true, "exp": NOW + 600, "iat": NOW - 10});
+    token("ES256", TestKey::P256, &with(device, changes))
+}
+
+fn with_device(user: &str, device: Option<&str>) -> Vec<(String, String)> {
+    let mut headers = bearer(user);
+    headers.push(("x-device-compliant".to_owned(), "true".to_owned()));
+    if let Some(device) = device {
+        headers.push(("x-device-token".to_owned(), device.to_owned()));
+    }
+    headers
+}
+
+fn device_denial(decision: &Decision) -> (Option<&'static str>, Option<Value>) {
+    let Decision::Deny(denial) = decision else {
+        return (None, None);
+    };
+    let response = denial.response("r");
+    assert_eq!(response.status, 403, "{response:?}");
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["rule"], "finance");
+    (Some(denial.reason().as_str()), body.get("claim").cloned())
+}
+
+#[test]
+fn a_route_can_require_a_verified_compliant_device_bound_to_the_user() {
+    let config = device_config();
+    assert!(config
+        .read_headers
+        .iter()
+        .any(|name| name == "x-device-token"));
+    let user = token("RS256", TestKey::Rsa2048, &claims());
+    let good = device_token(json!({}));
+    let allowed_request = allowed(decide_on(
+        &config,
+        "GET",
+        "/finance/q3",
+        &with_device(&user, Some(&good)),
+    ));
+    assert_eq!(
+        pairs(&allowed_request.edits.set_headers),
+        vec![("x-jwt-sub", "user-1"), ("x-device-compliant", "true")],
+        "the posture header comes from the verified device token only"
+    );
+    assert!(names(&allowed_request.edits.remove_headers).contains(&"x-device-compliant"));
+    assert!(
+        names(&allowed_request.edits.remove_headers).contains(&"x-device-token"),
+        "forward_token: false strips the device token"
+    );
+
+    let cases = [
+        (None, "device_token_missing"),
+        (
+            Some(device_token(json!({"exp": NOW - 3600}))),
+            "device_token_invalid",
+        ),
+        (
+            Some(device_token(json!({"iss": OTHER_ISSUER}))),
+            "device_token_invalid",
+        ),
+        (
+            Some(token(
+                "RS256",
+                TestKey::Rsa2048,
+                &with(
+                    claims(),
+                    json!({"iss": DEVICE_ISSUER, "user": "user-1", "compliant": true}),
+                ),
+            )),
+            "device_token_invalid",
+        ),
+        (
+            Some(device_token(json!({"user": "user-2"}))),
+            "device_not_bound",
+        ),
+        (
+            Some(device_token(json!({"user": null}))),
+            "device_not_bound",
+        ),
+        (
+            Some(device_token(json!({"compliant": false}))),
+            "device_posture_failed",
+        ),
+    ];
+    for (device, reason) in cases {
+        let decision = decide_on(
+            &config,
+            "GET",
+            "/finance/q3",
+            &with_device(&user, device.as_deref()),
+        );
+        let (denied, claim) = device_denial(&decision);
+        assert_eq!(denied, Some(reason), "{device:?}");
+        if reason == "device_posture_failed" {
+            assert_eq!(claim, Some(json!(["compliant"])));
+        }
+    }
+}
+
+#[test]
+fn device_tokens_vouch_for_no_user_and_are_not_a_second_token() {
+    let config = device_config();
+    let user = token("RS256", TestKey::Rsa2048, &claims());
+    let device = device_token(json!({}));
+    // Elsewhere the device header is not read at all: not a second token.
+    let elsewhere = allowed(decide_on(
+        &config,
+        "GET",
+        "/orders",
+        &with_device(&user, Some(&device)),
+    ));
+    assert_eq!(
+        pairs(&elsewhere.edits.set_headers),
+        vec![("x-jwt-sub", "user-1")],
+        "no posture header without a device rule"
+    );
+    // A device token as the user's token: its provider takes tokens only from its header.
+    assert_denied(
+        &decide_on(&config, "GET", "/orders", &bearer(&device)),
+        "wrong_token_source",
+    );
+    // Configuration mistakes.
+    let mut document = base_config();
+    document["providers"][1]["token_sources"] = json!([{"header": "x-device-token"}]);
+    document["device"] = json!({"provider": "partner"});
+    document["rules"] = json!([{"providers": ["partner"]}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].providers");
+    document["rules"] = json!([]);
+    document["providers"][1]["token_sources"] = json!([{"header": "x-a"}, {"header": "x-b"}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "providers[1].token_sources");
+    let mut document = base_config();
+    document["rules"] = json!([{"providers": ["corp"], "require": {"device": {}}}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].require.device");
+    document["rules"] = json!([{"deny": {"device": {}}}]);
+    let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
+    assert_eq!(error.field, "rules[0].deny.device");
+}

@@ -64,6 +64,16 @@ pub struct Requirements {
     pub source_ips: Option<AddressCondition>,
     /// When the route is open.
     pub time: Option<TimeWindow>,
+    /// A verified device token must come with the user's, meeting these conditions.
+    pub device: Option<DeviceRequirement>,
+}
+
+/// What a rule requires of the device token (see [`crate::config::DevicePosture`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRequirement {
+    /// Conditions on the device token's claims (`compliant: true`); `None`: a valid, bound
+    /// device token is enough.
+    pub claims: Option<Quantified<ClaimCondition>>,
 }
 
 impl Requirements {
@@ -76,6 +86,7 @@ impl Requirements {
             || self.roles.is_some()
             || self.acr.is_some()
             || self.max_auth_age_seconds.is_some()
+            || self.device.is_some()
     }
 
     /// True when the rule asks nothing at all.
@@ -235,13 +246,7 @@ pub fn check(
         }
     }
     if let Some(conditions) = &requirements.claims {
-        let mut items = conditions.items.iter();
-        let first_failed = items.clone().find(|condition| !condition.holds(claims));
-        let met = match conditions.quantifier {
-            Quantifier::All => first_failed.is_none(),
-            Quantifier::Any => items.any(|condition| condition.holds(claims)),
-        };
-        if let (false, Some(condition)) = (met, first_failed) {
+        if let Some(condition) = unmet_condition(conditions, claims) {
             return Err(Unmet::Claim(condition.path.clone()));
         }
     }
@@ -266,6 +271,25 @@ pub fn roles_of<'c>(claims: &'c Map<String, Value>, role_claims: &[Vec<String>])
         }
     }
     roles
+}
+
+/// The first of `conditions` that fails on `claims` (for `all`), or the first when none holds
+/// (for `any`); `None` when the list is met.
+pub fn unmet_condition<'c>(
+    conditions: &'c Quantified<ClaimCondition>,
+    claims: &Map<String, Value>,
+) -> Option<&'c ClaimCondition> {
+    let mut items = conditions.items.iter();
+    let first_failed = items.clone().find(|condition| !condition.holds(claims));
+    let met = match conditions.quantifier {
+        Quantifier::All => first_failed.is_none(),
+        Quantifier::Any => items.any(|condition| condition.holds(claims)),
+    };
+    if met {
+        None
+    } else {
+        first_failed
+    }
 }
 
 /// Every scope the token grants, from `scope`, `scp` and `scopes`, strings split at spaces.
@@ -324,6 +348,13 @@ pub(crate) struct RawRequirements {
     max_auth_age_seconds: Option<u64>,
     source_ips: Option<RawAddressCondition>,
     time: Option<RawTimeWindow>,
+    device: Option<RawDeviceRequirement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceRequirement {
+    claims: Option<RawList<RawClaimCondition>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +426,12 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
 /// A deny rule's `deny`: the conditions under which it refuses; none (`{}`) refuses every
 /// request it matches.
 pub(crate) fn validate_deny(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
+    if raw.device.is_some() {
+        return Err(field_error(
+            format!("{field}.device"),
+            "only allow rules require a device token (`require.device`)",
+        ));
+    }
     conditions(field, raw)
 }
 
@@ -460,6 +497,19 @@ fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldEr
         .time
         .map(|raw| request_context::validate_time_window(&format!("{field}.time"), raw))
         .transpose()?;
+    let device = raw
+        .device
+        .map(|device| -> Result<DeviceRequirement, FieldError> {
+            Ok(DeviceRequirement {
+                claims: device
+                    .claims
+                    .map(|list| {
+                        quantified(&format!("{field}.device.claims"), list, validate_condition)
+                    })
+                    .transpose()?,
+            })
+        })
+        .transpose()?;
     Ok(Requirements {
         scopes,
         claims,
@@ -468,6 +518,7 @@ fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldEr
         max_auth_age_seconds: raw.max_auth_age_seconds,
         source_ips,
         time,
+        device,
     })
 }
 

@@ -901,6 +901,101 @@ fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() {
     stand.finish();
 }
 
+const DEVICE_ISSUER: &str = "https://device-trust.e2e.test";
+
+#[test]
+fn device_posture_in_envoy() {
+    let mut configuration = verifying_configuration();
+    configuration["providers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": "device-trust",
+            "issuer": DEVICE_ISSUER,
+            "audiences": [AUDIENCE],
+            "jwks": {"inline": support::jwks(&[TestKey::P256])},
+            "token_sources": [{"header": "x-device-token"}],
+            "claims_to_headers": [{"claim": ["compliant"], "header": "x-device-compliant"}]
+        }));
+    configuration["device"] = json!({
+        "provider": "device-trust",
+        "bind": {"device_claim": ["user"], "user_claim": ["sub"]}
+    });
+    configuration["rules"] = json!([
+        {"name": "finance", "match": {"path_prefix": "/finance/"}, "providers": ["main"],
+         "require": {"device": {"claims": {"all": [{"claim": ["compliant"], "equals": true}]}}}}
+    ]);
+    let stand = Stand::start("device", &configuration);
+    let user = signed("RS256", &claims(MAIN_ISSUER, "alice"));
+    let device = |changes: Value| {
+        let mut claims = claims(DEVICE_ISSUER, "laptop-7");
+        claims["user"] = json!("alice");
+        claims["compliant"] = json!(true);
+        for (name, value) in changes.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        signed("ES256", &claims)
+    };
+
+    stand.scenario("a_compliant_device_of_the_user", || {
+        let device = device(json!({}));
+        let exchange = stand.get(
+            "/finance/q3",
+            &[
+                ("authorization", &bearer(&user)),
+                ("x-device-token", &device),
+                ("x-device-compliant", "spoofed"),
+            ],
+        );
+        let received = exchange.allowed("alice");
+        exchange.decided_by("finance");
+        assert_eq!(received.header_values("x-device-compliant"), ["true"]);
+    });
+
+    stand.scenario("no_other_or_noncompliant_device", || {
+        stand
+            .get("/finance/q3", &[("authorization", &bearer(&user))])
+            .forbidden("device_token_missing", "finance", None, None);
+        let someone_elses = device(json!({"user": "mallory"}));
+        stand
+            .get(
+                "/finance/q3",
+                &[
+                    ("authorization", &bearer(&user)),
+                    ("x-device-token", &someone_elses),
+                ],
+            )
+            .forbidden("device_not_bound", "finance", None, None);
+        let noncompliant = device(json!({"compliant": false}));
+        stand
+            .get(
+                "/finance/q3",
+                &[
+                    ("authorization", &bearer(&user)),
+                    ("x-device-token", &noncompliant),
+                ],
+            )
+            .forbidden(
+                "device_posture_failed",
+                "finance",
+                None,
+                Some(("claim", json!(["compliant"]))),
+            );
+        let forged = flip_signature_bit(&device(json!({})));
+        stand
+            .get(
+                "/finance/q3",
+                &[
+                    ("authorization", &bearer(&user)),
+                    ("x-device-token", &forged),
+                ],
+            )
+            .forbidden("device_token_invalid", "finance", None, None);
+    });
+
+    stand.finish();
+}
+
 #[test]
 fn invalid_configuration_fails_closed() {
     let upstream = EchoUpstream::start();
