@@ -69,7 +69,8 @@ CACHE_ENTRIES = 256
 # Everything that decides the minted tokens (besides the key files, hashed separately): change
 # any of it and the cached token files under target/bench/ are minted again.
 TOKEN_SPEC = {
-    "version": 1,
+    # 2: tokens carry the scope and role the `auto-json-rule` mode's rule requires.
+    "version": 2,
     "issuer": ISSUER,
     "audience": AUDIENCE,
     "lifetime_seconds": 2 * 365 * 86400,
@@ -84,12 +85,27 @@ WORKLOADS = {
                        "about": "distinct RS256 tokens, token caches off on both sides"},
     "es256-distinct": {"alg": "ES256", "pool": None, "cache": False,
                        "about": "distinct ES256 tokens, token caches off on both sides"},
-    "repeated-100": {"alg": "RS256", "pool": 100, "cache": True,
+    "repeated-100": {"alg": "RS256", "pool": 100, "cache": True, "policy_modes": True,
                      "about": f"100 RS256 tokens repeated, token caches on ({CACHE_ENTRIES} entries) on both sides"},
 }
-MODES = ["none", "native", "auto", "portable", "portable-reference"]
-AUTH_MODES = {"native", "auto", "portable", "portable-reference"}
-WASM_MODES = {"auto", "portable", "portable-reference"}
+MODES = ["none", "native", "auto", "auto-json-rule", "portable", "portable-reference"]
+AUTH_MODES = {"native", "auto", "auto-json-rule", "portable", "portable-reference"}
+WASM_MODES = {"auto", "auto-json-rule", "portable", "portable-reference"}
+# Modes that measure an authorization policy on top of authentication: only in the workloads
+# marked `policy_modes` (where tokens repeat, so the policy is not drowned by signature math).
+POLICY_MODES = {"auto-json-rule"}
+# The rule of `auto-json-rule`: what a zero-trust route typically asks on top of a valid token
+# (a scope, a role at a nested claim path, the client's network), all met by the bench tokens.
+JSON_RULE = {
+    "name": "bench-policy",
+    "match": {"path_prefix": "/"},
+    "require": {
+        "scopes": {"all": ["bench:read"]},
+        "roles": {"any": ["bench-admin", "bench-user"]},
+        "claims": {"all": [{"claim": ["sub"], "prefix": "bench-user-"}]},
+        "source_ips": {"any": ["127.0.0.0/8", "::1"]},
+    },
+}
 
 START_TIMEOUT = 30.0
 
@@ -120,8 +136,9 @@ def warn(message):
 # nowhere else.
 
 
-def filter_configuration(jwks, crypto, cache_entries, new_fields):
-    """This filter's JSON: one provider with the keys inline, required on every path."""
+def filter_configuration(jwks, crypto, cache_entries, new_fields, json_rule=False):
+    """This filter's JSON: one provider with the keys inline, required on every path (with
+    `json_rule`: on the conditions of `JSON_RULE`)."""
     configuration = {
         "providers": [{
             "name": PROVIDER,
@@ -136,6 +153,9 @@ def filter_configuration(jwks, crypto, cache_entries, new_fields):
     if new_fields:
         configuration["crypto"] = crypto
         configuration["token_cache"] = {"max_entries": cache_entries}
+    if json_rule:
+        configuration["providers"][0]["role_claims"] = [["realm_access", "roles"]]
+        configuration["rules"] = [dict(JSON_RULE, providers=[PROVIDER])]
     return configuration
 
 
@@ -170,8 +190,9 @@ def auth_filter(mode, jwks, cache_entries, new_fields, wasm):
         typed_config["@type"] = (
             "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication")
         return {"name": "envoy.filters.http.jwt_authn", "typed_config": typed_config}
-    crypto = "auto" if mode == "auto" else "portable"
-    configuration = filter_configuration(jwks, crypto, cache_entries, new_fields)
+    crypto = "auto" if mode in ("auto", "auto-json-rule") else "portable"
+    configuration = filter_configuration(jwks, crypto, cache_entries, new_fields,
+                                         json_rule=mode == "auto-json-rule")
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -315,7 +336,8 @@ def mint_one(alg, key, index, issued_at, run_id):
     header = {"alg": alg, "typ": "JWT", "kid": key["kid"]}
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": f"bench-user-{index}",
               "jti": f"bench-{alg}-{run_id}-{index}", "iat": issued_at,
-              "exp": issued_at + TOKEN_SPEC["lifetime_seconds"]}
+              "exp": issued_at + TOKEN_SPEC["lifetime_seconds"],
+              "scope": "bench:read bench:write", "realm_access": {"roles": ["bench-user"]}}
     signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode())
                              for part in (header, claims))
     signature = sign(alg, KEYS_DIR / key["file"], signing_input.encode("ascii"))
@@ -1059,6 +1081,18 @@ def paired_cell(mode, row):
     return f"**{row['paired']:.2f}** ({spread})"
 
 
+def policy_cost(rows):
+    """What the JSON rule costs on top of authentication alone, in the same run."""
+    plain, policy = rows["auto"], rows["auto-json-rule"]
+    parts = [f"req/s ×{policy['rps'] / plain['rps']:.2f}" if plain["rps"] else "req/s —"]
+    if plain.get("cpu_us") and policy.get("cpu_us"):
+        parts.append(f"Envoy CPU per request ×{policy['cpu_us'] / plain['cpu_us']:.2f} "
+                     f"(+{policy['cpu_us'] - plain['cpu_us']:.1f} µs)")
+    if plain.get("paired") and policy.get("paired"):
+        parts.append(f"paired ×{policy['paired'] / plain['paired']:.2f}")
+    return ", ".join(parts)
+
+
 def summary_table(name, rows, state, modes):
     lines = [
         "| mode | req/s | p50 ms | p99 ms | Envoy CPU µs/req | req/s vs native | p99 vs native | CPU/req vs native | **paired** req/s vs native | allowed counter (expected) |",
@@ -1081,6 +1115,9 @@ def summary_table(name, rows, state, modes):
             f"{fmt(row['cpu_us'], '.1f')} | {fmt(row.get('rps_ratio'), '.2f')} | "
             f"{fmt(row.get('p99_ratio'), '.2f')} | {fmt(row.get('cpu_ratio'), '.2f')} | "
             f"{paired_cell(mode, row)} | {counter} |")
+    if "auto" in rows and "auto-json-rule" in rows:
+        lines.append("")
+        lines.append(f"policy (auto-json-rule vs auto): {policy_cost(rows)}")
     if "portable" in rows and "portable-reference" in rows:
         portable, reference = rows["portable"], rows["portable-reference"]
         lines.append("")
@@ -1245,6 +1282,8 @@ def print_table(results):
                   f"{fmt(row.get('p99_ratio'), '7.2f'):>7} {fmt(row.get('cpu_ratio'), '7.2f'):>7} "
                   f"{fmt(row.get('paired'), '7.2f'):>7}  {verified}")
         rows = result["rows"]
+        if "auto" in rows and "auto-json-rule" in rows:
+            print(f"{name:<16} policy (auto-json-rule vs auto): {policy_cost(rows)}")
         if "portable" in rows and "portable-reference" in rows:
             print(f"{name:<16} portable vs portable-reference: req/s "
                   f"x{rows['portable']['rps'] / rows['portable-reference']['rps']:.2f}, "
@@ -1361,10 +1400,12 @@ def main():
             if workload["pool"]:
                 token_file = pool_file(workload["alg"], token_file, workload["pool"])
             say(f"workload {name}: {workload['about']}")
-            state = measure_workload(settings, name, workload, token_file, settings.modes)
+            modes = [mode for mode in settings.modes
+                     if mode not in POLICY_MODES or workload.get("policy_modes")]
+            state = measure_workload(settings, name, workload, token_file, modes)
             results[name] = {
-                "modes": settings.modes, "state": state,
-                "rows": summarize(state, settings.modes, settings.connections),
+                "modes": modes, "state": state,
+                "rows": summarize(state, modes, settings.connections),
                 "tokens": len(token_file.read_text().split()),
             }
         flood = None
