@@ -233,6 +233,8 @@ pub struct Config {
     pub reads_source_address: bool,
     /// Device tokens, when rules may require them.
     pub device: Option<DevicePosture>,
+    /// A Rego policy sees every request header: the adapter copies them all.
+    pub reads_all_headers: bool,
 }
 
 /// Where device tokens come from and how they are tied to the user's token.
@@ -449,9 +451,11 @@ impl Config {
     /// sources' headers, `cookie` when a token may be in one): the adapter copies only these
     /// out of the host.
     pub fn reads_header(&self, name: &str) -> bool {
-        self.read_headers
-            .iter()
-            .any(|header| header.eq_ignore_ascii_case(name))
+        self.reads_all_headers
+            || self
+                .read_headers
+                .iter()
+                .any(|header| header.eq_ignore_ascii_case(name))
     }
 
     /// The provider whose `issuer` is exactly `issuer`, with its position.
@@ -615,16 +619,18 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
-    let policy_reads_claims = rules.iter().any(|rule| rule.requirements.reads_claims());
+    let policy_reads_claims = rules.iter().any(|rule| rule.requirements.keeps_claims());
+    let has_rego = rules.iter().any(|rule| rule.requirements.rego.is_some());
     let client_address = raw
         .client_address
         .map(|raw| request_context::validate_client_address("client_address", raw))
         .transpose()
         .map_err(|(field, problem)| error(field, problem))?
         .unwrap_or_default();
-    let reads_addresses = rules
-        .iter()
-        .any(|rule| rule.requirements.source_ips.is_some());
+    let reads_addresses = has_rego
+        || rules
+            .iter()
+            .any(|rule| rule.requirements.source_ips.is_some());
     let reads_source_address = reads_addresses && client_address == ClientAddress::Proxy;
     if reads_addresses && client_address != ClientAddress::Proxy {
         read_headers.push("x-forwarded-for".to_owned());
@@ -650,6 +656,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             client_address,
             reads_source_address,
             device,
+            reads_all_headers: has_rego,
             providers,
             rules,
             max_token_bytes,

@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
+use crate::rego::{self, RegoDecision, TokenInput};
 use crate::remote::KeysNow;
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
@@ -128,6 +129,20 @@ pub enum Denial {
     DeniedByRule {
         rule: Arc<str>,
     },
+    /// The rule's Rego policy did not allow the request: its status (`403` unless it says),
+    /// headers and body.
+    Rego {
+        rule: Arc<str>,
+        status: u32,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// The rule's Rego policy failed at run time or answered nonsense: `403`, never allow.
+    /// `problem` is for the log, not the client.
+    RegoError {
+        rule: Arc<str>,
+        problem: String,
+    },
     /// The matched rule requires a device token and the request's does not do: `403`.
     Device {
         rule: Arc<str>,
@@ -185,6 +200,8 @@ pub enum Reason {
     BadSignature,
     KeysUnavailable,
     DeniedByRule,
+    RegoDenied,
+    RegoError,
     DeviceTokenMissing,
     DeviceTokenInvalid,
     DeviceNotBound,
@@ -200,7 +217,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 42] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -230,6 +247,8 @@ impl Reason {
         Reason::BadSignature,
         Reason::KeysUnavailable,
         Reason::DeniedByRule,
+        Reason::RegoDenied,
+        Reason::RegoError,
         Reason::DeviceTokenMissing,
         Reason::DeviceTokenInvalid,
         Reason::DeviceNotBound,
@@ -274,6 +293,8 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::DeniedByRule => "denied_by_rule",
+            Reason::RegoDenied => "rego_denied",
+            Reason::RegoError => "rego_error",
             Reason::DeviceTokenMissing => "device_token_missing",
             Reason::DeviceTokenInvalid => "device_token_invalid",
             Reason::DeviceNotBound => "device_not_bound",
@@ -320,6 +341,8 @@ impl Reason {
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
             Reason::DeniedByRule => "a deny rule refuses this request",
+            Reason::RegoDenied => "the route's policy refuses this request",
+            Reason::RegoError => "the route's policy failed",
             Reason::DeviceTokenMissing => "this route requires a device token",
             Reason::DeviceTokenInvalid => "the device token is invalid",
             Reason::DeviceNotBound => "the device token belongs to another user",
@@ -407,6 +430,8 @@ impl Denial {
                 ..
             } => Reason::ClaimConditionFailed,
             Denial::DeniedByRule { .. } => Reason::DeniedByRule,
+            Denial::Rego { .. } => Reason::RegoDenied,
+            Denial::RegoError { .. } => Reason::RegoError,
             Denial::Device { problem, .. } => match problem {
                 DeviceProblem::Missing => Reason::DeviceTokenMissing,
                 DeviceProblem::Invalid => Reason::DeviceTokenInvalid,
@@ -437,7 +462,9 @@ impl Denial {
         match self {
             Denial::Forbidden { rule, .. }
             | Denial::DeniedByRule { rule }
-            | Denial::Device { rule, .. } => Some(rule),
+            | Denial::Device { rule, .. }
+            | Denial::Rego { rule, .. }
+            | Denial::RegoError { rule, .. } => Some(rule),
             _ => None,
         }
     }
@@ -453,7 +480,24 @@ impl Denial {
         let reason = self.reason();
         match self {
             Denial::Forbidden { rule, unmet } => return forbidden(unmet, rule, reason, realm),
-            Denial::DeniedByRule { rule } | Denial::Device { rule, .. } => {
+            Denial::Rego {
+                status,
+                headers,
+                body,
+                ..
+            } => {
+                // The policy's own answer, as opa-envoy gives it; never cached.
+                let mut headers = headers.clone();
+                headers.push(("cache-control".to_owned(), "no-store".to_owned()));
+                return Response {
+                    status: *status,
+                    headers,
+                    body: body.clone(),
+                };
+            }
+            Denial::DeniedByRule { rule }
+            | Denial::Device { rule, .. }
+            | Denial::RegoError { rule, .. } => {
                 let mut body = json!({
                     "error": "forbidden",
                     "reason": reason.as_str(),
@@ -697,13 +741,16 @@ fn decide(
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
     let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
         Some(RuleAction::AllowAnonymous) => {
+            let mut edits = edits;
+            let headers = rego_decision(config, request, host, rule, None, now)?;
+            edits.set_headers.extend(headers);
             return Ok(Allowed {
                 rule: rule_name,
                 provider: None,
                 subject: None,
                 edits,
                 verification: Verification::Anonymous,
-            })
+            });
         }
         Some(RuleAction::RequireToken(providers)) => Some(providers),
         // Deny rules were filtered out above.
@@ -730,6 +777,11 @@ fn decide(
                     now,
                     attempt,
                 )?;
+                let token = cached.claims.as_deref().map(|claims| TokenInput {
+                    issuer: &provider.issuer,
+                    claims,
+                });
+                let policy_headers = rego_decision(config, request, host, rule, token, now)?;
                 let identity_headers = &cached.identity_headers;
                 let subject = cached.subject.clone();
                 let verification = Verification::CacheHit;
@@ -746,6 +798,7 @@ fn decide(
                     },
                 );
                 posture.apply(&mut allowed.edits);
+                allowed.edits.set_headers.extend(policy_headers);
                 return Ok(allowed);
             }
             Remembered::NoLonger => services.token_cache.remove(found.value),
@@ -827,9 +880,54 @@ fn decide(
         now,
         attempt,
     )?;
+    let token = claims.as_deref().map(|claims| TokenInput {
+        issuer: &provider.issuer,
+        claims,
+    });
+    let policy_headers = rego_decision(config, request, host, rule, token, now)?;
     let mut allowed = allowed;
     posture.apply(&mut allowed.edits);
+    allowed.edits.set_headers.extend(policy_headers);
     Ok(allowed)
+}
+
+/// The matched rule's Rego policy, last, once everything else allowed: the headers it sets
+/// for the upstream, or its denial.
+fn rego_decision(
+    config: &Config,
+    request: &Request<'_>,
+    host: Option<&str>,
+    rule: Option<&Rule>,
+    token: Option<TokenInput<'_>>,
+    now: UnixSeconds,
+) -> Result<Headers, Denial> {
+    let Some((rule, policy)) =
+        rule.and_then(|rule| rule.requirements.rego.as_ref().map(|policy| (rule, policy)))
+    else {
+        return Ok(Vec::new());
+    };
+    let client = config.client_address.of(request);
+    let input = rego::input(request, host, client, token, now);
+    match policy.evaluate(&input) {
+        Ok(RegoDecision::Allow { headers }) => Ok(headers
+            .into_iter()
+            .map(|(name, value)| (Arc::from(name), Arc::from(value)))
+            .collect()),
+        Ok(RegoDecision::Deny {
+            status,
+            headers,
+            body,
+        }) => Err(Denial::Rego {
+            rule: Arc::clone(&rule.name),
+            status,
+            headers,
+            body,
+        }),
+        Err(problem) => Err(Denial::RegoError {
+            rule: Arc::clone(&rule.name),
+            problem,
+        }),
+    }
 }
 
 /// What a verified device token changes in the request for the upstream.
@@ -932,6 +1030,9 @@ fn device_posture(
 }
 
 type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// Headers for the upstream, shared with the cache and the configuration.
+type Headers = Vec<(Arc<str>, Arc<str>)>;
 
 /// The matched rule's `require` against a verified token's claims. Claims are kept whenever
 /// some rule has requirements, so `None` with requirements cannot happen; it would refuse.

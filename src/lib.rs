@@ -45,6 +45,7 @@ pub mod host_crypto;
 mod json;
 pub mod jwks;
 pub mod policy;
+pub mod rego;
 pub mod remote;
 pub mod request_context;
 pub(crate) mod rsa_math;

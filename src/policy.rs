@@ -30,6 +30,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::rego::{self, RawRego, RegoPolicy};
 use crate::request_context::{
     self, AddressCondition, RawAddressCondition, RawTimeWindow, TimeWindow,
 };
@@ -66,6 +67,8 @@ pub struct Requirements {
     pub time: Option<TimeWindow>,
     /// A verified device token must come with the user's, meeting these conditions.
     pub device: Option<DeviceRequirement>,
+    /// A Rego policy that must allow the request (see [`crate::rego`]).
+    pub rego: Option<RegoPolicy>,
 }
 
 /// What a rule requires of the device token (see [`crate::config::DevicePosture`]).
@@ -89,9 +92,18 @@ impl Requirements {
             || self.device.is_some()
     }
 
+    /// True when remembered tokens must keep their claims for this rule: its conditions or its
+    /// Rego policy read them.
+    pub fn keeps_claims(&self) -> bool {
+        self.reads_claims() || self.rego.is_some()
+    }
+
     /// True when the rule asks nothing at all.
     pub fn is_nothing(&self) -> bool {
-        !self.reads_claims() && self.source_ips.is_none() && self.time.is_none()
+        !self.reads_claims()
+            && self.source_ips.is_none()
+            && self.time.is_none()
+            && self.rego.is_none()
     }
 }
 
@@ -349,6 +361,7 @@ pub(crate) struct RawRequirements {
     source_ips: Option<RawAddressCondition>,
     time: Option<RawTimeWindow>,
     device: Option<RawDeviceRequirement>,
+    rego: Option<RawRego>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,6 +445,12 @@ pub(crate) fn validate_deny(field: &str, raw: RawRequirements) -> Result<Require
             "only allow rules require a device token (`require.device`)",
         ));
     }
+    if raw.rego.is_some() {
+        return Err(field_error(
+            format!("{field}.rego"),
+            "only allow rules carry a Rego policy (`require.rego`): a policy can deny by itself",
+        ));
+    }
     conditions(field, raw)
 }
 
@@ -510,6 +529,10 @@ fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldEr
             })
         })
         .transpose()?;
+    let rego = raw
+        .rego
+        .map(|raw| rego::compile(&format!("{field}.rego"), raw))
+        .transpose()?;
     Ok(Requirements {
         scopes,
         claims,
@@ -519,6 +542,7 @@ fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldEr
         source_ips,
         time,
         device,
+        rego,
     })
 }
 

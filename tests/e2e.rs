@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use envoy::{Envoy, Options};
+use envoy::{AuthFilter, Envoy, Options};
 use stand::Stand;
 use support::{b64url, sign_raw, TestKey};
 use upstream::EchoUpstream;
@@ -996,6 +996,92 @@ fn device_posture_in_envoy() {
     stand.finish();
 }
 
+/// OPA's Envoy policy primer, adapted only where it verified the JWT (see the file's header).
+const ENVOY_PRIMER_POLICY: &str = include_str!("fixtures/rego/envoy-primer.rego");
+
+/// An opa-envoy object result: a custom denial for one region, headers for the upstream else.
+const OBJECT_POLICY: &str = r#"package envoy.authz
+import rego.v1
+allow := {"allowed": false, "http_status": 451, "body": "unavailable here", "headers": {"x-policy": "legal"}} if {
+    input.parsed_query.region[0] == "eu"
+} else := {"allowed": true, "headers": {"x-policy": "ok"}}
+"#;
+
+#[test]
+fn rego_policies_decide_in_envoy() {
+    let configuration = json!({
+        "providers": verifying_configuration()["providers"],
+        "rules": [
+            {"name": "people", "match": {"path_prefix": "/people"}, "providers": ["main"],
+             "require": {"rego": {"policy": ENVOY_PRIMER_POLICY}}},
+            {"name": "regional", "match": {"path_prefix": "/regional"}, "allow": "anonymous",
+             "require": {"rego": {"policy": OBJECT_POLICY}}}
+        ]
+    });
+    let options = Options {
+        auth_filter: AuthFilter::WasmRego,
+        ..Options::default()
+    };
+    let stand = Stand::start_with("rego", &configuration, &options);
+    let token = |role: &str| {
+        let mut claims = claims(MAIN_ISSUER, "alice");
+        claims["role"] = json!(role);
+        claims["nbf"] = json!(now() - 60);
+        signed("RS256", &claims)
+    };
+    let rego_denied = |exchange: &stand::Exchange<'_>, status: u16, body: &str| {
+        assert_eq!(
+            exchange.response.status,
+            status,
+            "{}",
+            exchange.response.text()
+        );
+        assert_eq!(exchange.response.text(), body);
+        assert_eq!(exchange.response.header("cache-control"), Some("no-store"));
+        assert!(
+            exchange.upstream.is_empty(),
+            "a denied request reached the upstream"
+        );
+        exchange.counters_moved(&["denied.rego_denied"]);
+        stand.expect_log(&exchange.id, status, "deny", "-", "rego_denied");
+    };
+
+    stand.scenario("the_envoy_primer_policy_unchanged", || {
+        for role in ["guest", "admin"] {
+            let exchange = stand.get("/people/bob", &[("authorization", &bearer(&token(role)))]);
+            exchange.allowed("alice");
+            exchange.decided_by("people");
+        }
+        for (method, path, role) in [
+            ("GET", "/people/bob", "user"),
+            ("DELETE", "/people/bob", "admin"),
+        ] {
+            let exchange = stand.send(
+                method,
+                path,
+                &[("authorization", &bearer(&token(role)))],
+                &[],
+            );
+            rego_denied(&exchange, 403, "");
+            exchange.decided_by("people");
+        }
+        // Authentication still comes first: no token, no policy.
+        stand.get("/people/bob", &[]).denied("missing_token");
+    });
+
+    stand.scenario("opa_envoy_object_results", || {
+        let exchange = stand.get("/regional/x?region=eu", &[]);
+        rego_denied(&exchange, 451, "unavailable here");
+        assert_eq!(exchange.response.header("x-policy"), Some("legal"));
+        exchange.decided_by("regional");
+        let exchange = stand.get("/regional/x", &[("x-policy", "spoofed")]);
+        let received = exchange.allowed_anonymously();
+        assert_eq!(received.header_values("x-policy"), ["ok"]);
+    });
+
+    stand.finish();
+}
+
 #[test]
 fn invalid_configuration_fails_closed() {
     let upstream = EchoUpstream::start();
@@ -1020,6 +1106,16 @@ fn invalid_configuration_fails_closed() {
             "not-json",
             "{\"providers\": [".to_owned(),
             "invalid configuration at `providers`: EOF while parsing a list",
+        ),
+        (
+            "rego-without-rego",
+            json!({
+                "providers": verifying_configuration()["providers"],
+                "rules": [{"providers": ["main"], "require": {"rego": {"policy": OBJECT_POLICY}}}]
+            })
+            .to_string(),
+            "invalid configuration at `rules[0].require.rego`: this module is built without Rego: \
+             load wasm_jwt_authn_rego.wasm for rules with `rego`",
         ),
     ];
     for (name, configuration, logged) in cases {

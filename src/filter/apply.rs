@@ -71,11 +71,19 @@ pub(crate) fn deny(shared: &Shared, context_id: u32, denial: &Denial) -> Applied
     if let Some(rule) = denial.rule() {
         set_property(RULE_PROPERTY, rule);
     }
-    log(
-        LogLevel::Debug,
-        context_id,
-        &format!("denied: {}", reason.as_str()),
-    );
+    match denial {
+        // A policy that fails is the operator's to fix: say why, where it is seen.
+        Denial::RegoError { rule, problem } => log(
+            LogLevel::Warn,
+            context_id,
+            &format!("rule {rule}: the Rego policy failed: {problem}"),
+        ),
+        _ => log(
+            LogLevel::Debug,
+            context_id,
+            &format!("denied: {}", reason.as_str()),
+        ),
+    }
     let response = denial.response(&shared.config.realm);
     send(
         context_id,

@@ -59,8 +59,21 @@ pub fn envoy_binary() -> PathBuf {
 
 /// The filter: `WASM_JWT_AUTHN_WASM`, else the release artifact. Missing is a failure.
 pub fn wasm_module() -> PathBuf {
-    let module = std::env::var_os("WASM_JWT_AUTHN_WASM").map_or_else(
-        || Path::new(REPOSITORY).join("target/wasm32-wasip1/release/wasm_jwt_authn.wasm"),
+    module_at("WASM_JWT_AUTHN_WASM", "wasm_jwt_authn.wasm")
+}
+
+/// The module built with Rego: `WASM_JWT_AUTHN_REGO_WASM`, else the release build's.
+pub fn rego_module() -> PathBuf {
+    module_at("WASM_JWT_AUTHN_REGO_WASM", "wasm_jwt_authn_rego.wasm")
+}
+
+fn module_at(variable: &str, file: &str) -> PathBuf {
+    let module = std::env::var_os(variable).map_or_else(
+        || {
+            Path::new(REPOSITORY)
+                .join("target/wasm32-wasip1/release")
+                .join(file)
+        },
         PathBuf::from,
     );
     let module = if module.is_relative() {
@@ -152,6 +165,9 @@ pub enum AuthFilter {
     /// filter's JSON.
     #[default]
     Wasm,
+    /// As `Wasm`, with the module built with Rego ([`rego_module`]).
+    #[allow(dead_code)] // used by tests/e2e.rs only
+    WasmRego,
     /// Envoy's native `envoy.filters.http.jwt_authn`, for differential tests; the configuration
     /// is an `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication` message as JSON
     /// (without `@type`). No module is needed.
@@ -414,7 +430,7 @@ pub fn free_port() -> u16 {
 /// The authentication filter's entry in `http_filters`, configured with `configuration`.
 fn auth_filter(configuration: &str, filter: AuthFilter) -> Value {
     match filter {
-        AuthFilter::Wasm => json!({
+        AuthFilter::Wasm | AuthFilter::WasmRego => json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -427,7 +443,11 @@ fn auth_filter(configuration: &str, filter: AuthFilter) -> Value {
                     "vm_config": {
                         "vm_id": "wasm_jwt_authn",
                         "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": wasm_module()}}
+                        "code": {"local": {"filename": if filter == AuthFilter::WasmRego {
+                            rego_module()
+                        } else {
+                            wasm_module()
+                        }}}
                     }
                 }
             }
