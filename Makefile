@@ -100,7 +100,7 @@ bench: build ## benchmark one Envoy worker: no auth vs native jwt_authn vs the f
 	@if command -v wasm-opt >/dev/null; then \
 		wasm-opt $(WASM_OPT_FLAGS) $(REFERENCE_WASM) -o $(REFERENCE_WASM).opt && mv $(REFERENCE_WASM).opt $(REFERENCE_WASM); \
 	fi
-	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
+	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) \
 		BENCH_REFERENCE_WASM=$${BENCH_REFERENCE_WASM-$(CURDIR)/$(REFERENCE_WASM)} python3 scripts/bench.py
 
 clean: ## remove build outputs (target/); keeps the tools in .venv/

@@ -88,12 +88,13 @@ WORKLOADS = {
     "repeated-100": {"alg": "RS256", "pool": 100, "cache": True, "policy_modes": True,
                      "about": f"100 RS256 tokens repeated, token caches on ({CACHE_ENTRIES} entries) on both sides"},
 }
-MODES = ["none", "native", "auto", "auto-json-rule", "portable", "portable-reference"]
-AUTH_MODES = {"native", "auto", "auto-json-rule", "portable", "portable-reference"}
-WASM_MODES = {"auto", "auto-json-rule", "portable", "portable-reference"}
+MODES = ["none", "native", "auto", "auto-json-rule", "auto-rego-rule", "portable",
+         "portable-reference"]
+AUTH_MODES = {"native", "auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference"}
+WASM_MODES = {"auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference"}
 # Modes that measure an authorization policy on top of authentication: only in the workloads
 # marked `policy_modes` (where tokens repeat, so the policy is not drowned by signature math).
-POLICY_MODES = {"auto-json-rule"}
+POLICY_MODES = {"auto-json-rule", "auto-rego-rule"}
 # The rule of `auto-json-rule`: what a zero-trust route typically asks on top of a valid token
 # (a scope, a role at a nested claim path, the client's network), all met by the bench tokens.
 JSON_RULE = {
@@ -106,6 +107,18 @@ JSON_RULE = {
         "source_ips": {"any": ["127.0.0.0/8", "::1"]},
     },
 }
+# The rule of `auto-rego-rule` (the module built with Rego): the same conditions in Rego.
+REGO_RULE_POLICY = """package envoy.authz
+import rego.v1
+default allow := false
+allow if {
+    "bench:read" in input.token.scopes
+    some role in input.token.claims.realm_access.roles
+    role in {"bench-admin", "bench-user"}
+    startswith(input.token.claims.sub, "bench-user-")
+    input.attributes.source.address.socketAddress.address in {"127.0.0.1", "::1"}
+}
+"""
 
 START_TIMEOUT = 30.0
 
@@ -136,7 +149,8 @@ def warn(message):
 # nowhere else.
 
 
-def filter_configuration(jwks, crypto, cache_entries, new_fields, json_rule=False):
+def filter_configuration(jwks, crypto, cache_entries, new_fields, json_rule=False,
+                         rego_rule=False):
     """This filter's JSON: one provider with the keys inline, required on every path (with
     `json_rule`: on the conditions of `JSON_RULE`)."""
     configuration = {
@@ -156,6 +170,10 @@ def filter_configuration(jwks, crypto, cache_entries, new_fields, json_rule=Fals
     if json_rule:
         configuration["providers"][0]["role_claims"] = [["realm_access", "roles"]]
         configuration["rules"] = [dict(JSON_RULE, providers=[PROVIDER])]
+    if rego_rule:
+        configuration["rules"] = [{"name": "bench-rego", "match": {"path_prefix": "/"},
+                                   "providers": [PROVIDER],
+                                   "require": {"rego": {"policy": REGO_RULE_POLICY}}}]
     return configuration
 
 
@@ -190,9 +208,10 @@ def auth_filter(mode, jwks, cache_entries, new_fields, wasm):
         typed_config["@type"] = (
             "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication")
         return {"name": "envoy.filters.http.jwt_authn", "typed_config": typed_config}
-    crypto = "auto" if mode in ("auto", "auto-json-rule") else "portable"
+    crypto = "auto" if mode in ("auto", "auto-json-rule", "auto-rego-rule") else "portable"
     configuration = filter_configuration(jwks, crypto, cache_entries, new_fields,
-                                         json_rule=mode == "auto-json-rule")
+                                         json_rule=mode == "auto-json-rule",
+                                         rego_rule=mode == "auto-rego-rule")
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -582,7 +601,8 @@ def measure_workload(settings, name, workload, token_file, modes):
     sample = token_file.read_text().split()[0]
     try:
         for index, mode in enumerate(modes):
-            wasm = settings.reference_wasm if mode == "portable-reference" else settings.wasm
+            wasm = {"portable-reference": settings.reference_wasm,
+                    "auto-rego-rule": settings.rego_wasm}.get(mode, settings.wasm)
             http_filter = auth_filter(mode, settings.jwks, cache_entries, settings.new_fields, wasm)
             try:
                 envoys[mode] = Envoy(settings, name, mode, http_filter, index)
@@ -1081,9 +1101,9 @@ def paired_cell(mode, row):
     return f"**{row['paired']:.2f}** ({spread})"
 
 
-def policy_cost(rows):
-    """What the JSON rule costs on top of authentication alone, in the same run."""
-    plain, policy = rows["auto"], rows["auto-json-rule"]
+def policy_cost(rows, mode):
+    """What the rule of `mode` costs on top of authentication alone, in the same run."""
+    plain, policy = rows["auto"], rows[mode]
     parts = [f"req/s ×{policy['rps'] / plain['rps']:.2f}" if plain["rps"] else "req/s —"]
     if plain.get("cpu_us") and policy.get("cpu_us"):
         parts.append(f"Envoy CPU per request ×{policy['cpu_us'] / plain['cpu_us']:.2f} "
@@ -1115,9 +1135,10 @@ def summary_table(name, rows, state, modes):
             f"{fmt(row['cpu_us'], '.1f')} | {fmt(row.get('rps_ratio'), '.2f')} | "
             f"{fmt(row.get('p99_ratio'), '.2f')} | {fmt(row.get('cpu_ratio'), '.2f')} | "
             f"{paired_cell(mode, row)} | {counter} |")
-    if "auto" in rows and "auto-json-rule" in rows:
-        lines.append("")
-        lines.append(f"policy (auto-json-rule vs auto): {policy_cost(rows)}")
+    for mode in ("auto-json-rule", "auto-rego-rule"):
+        if "auto" in rows and mode in rows:
+            lines.append("")
+            lines.append(f"policy ({mode} vs auto): {policy_cost(rows, mode)}")
     if "portable" in rows and "portable-reference" in rows:
         portable, reference = rows["portable"], rows["portable-reference"]
         lines.append("")
@@ -1199,6 +1220,8 @@ def write_results(settings, facts, results, elapsed, flood):
                   f"{settings.wasm.stat().st_size} bytes"]
     if settings.reference_wasm:
         wasm_sizes.append(f"reference `{settings.reference_wasm}` {settings.reference_wasm.stat().st_size} bytes")
+    if settings.rego_wasm:
+        wasm_sizes.append(f"with Rego `{settings.rego_wasm.name}` {settings.rego_wasm.stat().st_size} bytes")
     pinning = ("Envoy pinned to CPU 0, wrk to CPU 1 (taskset)" if settings.pin_envoy
                else "no CPU pinning")
     lines = [
@@ -1282,8 +1305,9 @@ def print_table(results):
                   f"{fmt(row.get('p99_ratio'), '7.2f'):>7} {fmt(row.get('cpu_ratio'), '7.2f'):>7} "
                   f"{fmt(row.get('paired'), '7.2f'):>7}  {verified}")
         rows = result["rows"]
-        if "auto" in rows and "auto-json-rule" in rows:
-            print(f"{name:<16} policy (auto-json-rule vs auto): {policy_cost(rows)}")
+        for mode in ("auto-json-rule", "auto-rego-rule"):
+            if "auto" in rows and mode in rows:
+                print(f"{name:<16} policy ({mode} vs auto): {policy_cost(rows, mode)}")
         if "portable" in rows and "portable-reference" in rows:
             print(f"{name:<16} portable vs portable-reference: req/s "
                   f"x{rows['portable']['rps'] / rows['portable-reference']['rps']:.2f}, "
@@ -1350,10 +1374,17 @@ def configure(arguments):
         settings.reference_wasm = Path(reference).resolve()
         if not settings.reference_wasm.is_file():
             raise HarnessError(f"BENCH_REFERENCE_WASM={reference}: no such file")
-    default_modes = [mode for mode in MODES if mode != "portable-reference" or settings.reference_wasm]
+    rego = Path(os.environ.get("WASM_JWT_AUTHN_REGO_WASM") or
+                ROOT / "target" / "wasm32-wasip1" / "release" / "wasm_jwt_authn_rego.wasm")
+    settings.rego_wasm = rego.resolve() if rego.is_file() else None
+    default_modes = [mode for mode in MODES
+                     if (mode != "portable-reference" or settings.reference_wasm)
+                     and (mode != "auto-rego-rule" or settings.rego_wasm)]
     settings.modes = env_list("BENCH_MODES", MODES, default_modes)
     if "portable-reference" in settings.modes and not settings.reference_wasm:
         raise HarnessError("mode portable-reference needs BENCH_REFERENCE_WASM")
+    if "auto-rego-rule" in settings.modes and not settings.rego_wasm:
+        raise HarnessError("mode auto-rego-rule needs the Rego module: run `make build`")
 
     pin = os.environ.get("BENCH_PIN", "1") != "0" and shutil.which("taskset") and (os.cpu_count() or 1) >= 2
     settings.pin_envoy = ["taskset", "-c", "0"] if pin else []
