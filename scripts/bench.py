@@ -89,9 +89,11 @@ WORKLOADS = {
                      "about": f"100 RS256 tokens repeated, token caches on ({CACHE_ENTRIES} entries) on both sides"},
 }
 MODES = ["none", "native", "auto", "auto-json-rule", "auto-rego-rule", "portable",
-         "portable-reference"]
-AUTH_MODES = {"native", "auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference"}
-WASM_MODES = {"auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference"}
+         "portable-reference", "alternative"]
+AUTH_MODES = {"native", "auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference",
+              "alternative"}
+WASM_MODES = {"auto", "auto-json-rule", "auto-rego-rule", "portable", "portable-reference",
+              "alternative"}
 # Modes that measure an authorization policy on top of authentication: only in the workloads
 # marked `policy_modes` (where tokens repeat, so the policy is not drowned by signature math).
 POLICY_MODES = {"auto-json-rule", "auto-rego-rule"}
@@ -208,7 +210,8 @@ def auth_filter(mode, jwks, cache_entries, new_fields, wasm):
         typed_config["@type"] = (
             "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication")
         return {"name": "envoy.filters.http.jwt_authn", "typed_config": typed_config}
-    crypto = "auto" if mode in ("auto", "auto-json-rule", "auto-rego-rule") else "portable"
+    crypto = ("auto" if mode in ("auto", "auto-json-rule", "auto-rego-rule", "alternative")
+              else "portable")
     configuration = filter_configuration(jwks, crypto, cache_entries, new_fields,
                                          json_rule=mode == "auto-json-rule",
                                          rego_rule=mode == "auto-rego-rule")
@@ -556,13 +559,16 @@ def run_wrk(settings, port, token_file, seconds, pid=None):
     return run
 
 
-def check_mode(envoy, token):
+def check_mode(envoy, token, unchecked=False):
     """Before measuring: a valid token gets 200, and in auth modes a missing or forged one gets
-    401. Returns how many check requests the filter must have allowed and denied."""
+    401. Returns how many check requests the filter must have allowed and denied. `unchecked`
+    (an experimental build measured as `alternative`): only the 200, and no counter to check."""
     bearer = {"Authorization": f"Bearer {token}"}
     status, body = http_get(envoy.port, REQUEST_PATH, bearer)
     if status != 200:
         raise ModeFailed(f"a valid token got {status}, not 200: {body[:300]!r}")
+    if unchecked:
+        return None
     status, body = http_get(envoy.port, REQUEST_PATH)
     expected = 401 if envoy.mode in AUTH_MODES else 200
     if status != expected:
@@ -602,7 +608,8 @@ def measure_workload(settings, name, workload, token_file, modes):
     try:
         for index, mode in enumerate(modes):
             wasm = {"portable-reference": settings.reference_wasm,
-                    "auto-rego-rule": settings.rego_wasm}.get(mode, settings.wasm)
+                    "auto-rego-rule": settings.rego_wasm,
+                    "alternative": settings.alternative_wasm}.get(mode, settings.wasm)
             http_filter = auth_filter(mode, settings.jwks, cache_entries, settings.new_fields, wasm)
             try:
                 envoys[mode] = Envoy(settings, name, mode, http_filter, index)
@@ -618,7 +625,8 @@ def measure_workload(settings, name, workload, token_file, modes):
                 try:
                     if phase == "check":
                         envoy.wait_ready()
-                        state[mode]["checks"] = check_mode(envoy, sample)
+                        unchecked = mode == "alternative" and settings.alternative_unchecked
+                        state[mode]["checks"] = check_mode(envoy, sample, unchecked)
                         continue
                     warm = run_wrk(settings, envoy.port, token_file, settings.warmup)
                     state[mode]["sent"] += warm["requests"]
@@ -750,8 +758,9 @@ def summarize(state, modes, connections):
                           for run in runs),
         }
         counters = state[mode].get("counters") or {}
-        checks = state[mode]["checks"] or {"allowed": 0, "denied": 0}
-        if "allowed" in counters:
+        checks = state[mode]["checks"]
+        # An unchecked alternative build may count nothing, or count differently.
+        if "allowed" in counters and checks is not None:
             # wrk counts completed responses; a request in flight when a run stops was verified
             # but not counted: at most one per connection per run (warm-up included).
             expected = state[mode]["sent"] + checks["allowed"]
@@ -1377,12 +1386,20 @@ def configure(arguments):
     rego = Path(os.environ.get("WASM_JWT_AUTHN_REGO_WASM") or
                 ROOT / "target" / "wasm32-wasip1" / "release" / "wasm_jwt_authn_rego.wasm")
     settings.rego_wasm = rego.resolve() if rego.is_file() else None
+    alternative = os.environ.get("BENCH_ALTERNATIVE_WASM", "").strip()
+    settings.alternative_wasm = Path(alternative).resolve() if alternative else None
+    if settings.alternative_wasm and not settings.alternative_wasm.is_file():
+        raise HarnessError(f"BENCH_ALTERNATIVE_WASM={alternative}: no such file")
+    settings.alternative_unchecked = os.environ.get("BENCH_ALTERNATIVE_UNCHECKED") == "1"
     default_modes = [mode for mode in MODES
                      if (mode != "portable-reference" or settings.reference_wasm)
-                     and (mode != "auto-rego-rule" or settings.rego_wasm)]
+                     and (mode != "auto-rego-rule" or settings.rego_wasm)
+                     and (mode != "alternative" or settings.alternative_wasm)]
     settings.modes = env_list("BENCH_MODES", MODES, default_modes)
     if "portable-reference" in settings.modes and not settings.reference_wasm:
         raise HarnessError("mode portable-reference needs BENCH_REFERENCE_WASM")
+    if "alternative" in settings.modes and not settings.alternative_wasm:
+        raise HarnessError("mode alternative needs BENCH_ALTERNATIVE_WASM")
     if "auto-rego-rule" in settings.modes and not settings.rego_wasm:
         raise HarnessError("mode auto-rego-rule needs the Rego module: run `make build`")
 
