@@ -605,6 +605,9 @@ fn validate_condition(field: String, raw: RawClaimCondition) -> Result<ClaimCond
 
 #[cfg(test)]
 mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
     use serde_json::json;
 

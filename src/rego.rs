@@ -362,6 +362,9 @@ fn checked_header(name: &str, value: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]

@@ -384,6 +384,9 @@ fn utc_offset(field: &str, text: &str) -> Result<i64, FieldError> {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     fn cidr(text: &str) -> Cidr {
