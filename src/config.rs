@@ -231,6 +231,9 @@ pub struct Config {
     pub client_address: ClientAddress,
     /// Some rule judges the client address the proxy determined: the adapter asks for it.
     pub reads_source_address: bool,
+    /// The name decisions give when no rule matched ([`crate::decision::DEFAULT_RULE`]),
+    /// made once rather than per request.
+    pub default_rule: Arc<str>,
     /// Device tokens, when rules may require them.
     pub device: Option<DevicePosture>,
     /// A Rego policy sees every request header: the adapter copies them all.
@@ -655,6 +658,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             policy_reads_claims,
             client_address,
             reads_source_address,
+            default_rule: Arc::from(crate::decision::DEFAULT_RULE),
             device,
             reads_all_headers: has_rego,
             providers,
@@ -836,14 +840,9 @@ fn validate_provider(
                     "list at least one claim path (leave it out for `[[\"roles\"]]`)",
                 ));
             }
-            if let Some(index) = paths
-                .iter()
-                .position(|path| path.is_empty() || path.iter().any(String::is_empty))
-            {
-                return Err(error(
-                    format!("{field}.role_claims[{index}]"),
-                    "a claim path is a non-empty array of non-empty member names",
-                ));
+            for (index, path) in paths.iter().enumerate() {
+                policy::check_claim_path(path)
+                    .map_err(|problem| error(format!("{field}.role_claims[{index}]"), problem))?;
             }
             paths
         }
@@ -1256,12 +1255,8 @@ fn validate_device(
                 ("device_claim", &bind.device_claim),
                 ("user_claim", &bind.user_claim),
             ] {
-                if path.is_empty() || path.iter().any(String::is_empty) {
-                    return Err(error(
-                        format!("device.bind.{name}"),
-                        "a claim path is a non-empty array of non-empty member names",
-                    ));
-                }
+                policy::check_claim_path(path)
+                    .map_err(|problem| error(format!("device.bind.{name}"), problem))?;
             }
             Some(DeviceBinding {
                 device_claim: bind.device_claim,

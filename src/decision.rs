@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::alg::SignatureVerifier;
 use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
+use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::rego::{self, RegoDecision, TokenInput};
 use crate::remote::KeysNow;
@@ -707,7 +708,7 @@ fn decide(
         .iter()
         .filter(|rule| !matches!(rule.action, RuleAction::Deny))
         .find(matches);
-    let rule_name = rule.map_or_else(|| Arc::from(DEFAULT_RULE), |rule| Arc::clone(&rule.name));
+    let rule_name = Arc::clone(rule.map_or(&config.default_rule, |rule| &rule.name));
     let requirements = rule.map(|rule| &rule.requirements);
     if let Some(requirements) = requirements {
         policy::check_context(requirements, client, now).map_err(|unmet| Denial::Forbidden {
@@ -721,10 +722,7 @@ fn decide(
         for deny in deny_rules().filter(|rule| rule.requirements.reads_claims()) {
             let holds = policy::check_context(&deny.requirements, client, now).is_ok()
                 && claims.is_some_and(|claims| {
-                    let identity = Identity {
-                        claims,
-                        role_claims: &provider.role_claims,
-                    };
+                    let identity = Identity::of(provider, claims);
                     policy::check(&deny.requirements, identity, now).is_ok()
                 });
             if holds {
@@ -819,14 +817,7 @@ fn decide(
             cause,
         })
     };
-    let keys = match (
-        provider_keys(provider_index, provider, services.remote_keys, now),
-        attempt,
-    ) {
-        (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
-        (KeysNow::Pending, Attempt::First) => return Err(wait(WaitCause::KeysPending)),
-        (KeysNow::Pending | KeysNow::Unavailable, _) => return Err(Denial::KeysUnavailable.into()),
-    };
+    let keys = keys_to_verify(provider_index, provider, services.remote_keys, now, attempt)?;
     let is_remote = matches!(provider.keys, KeySource::Remote(_));
     let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
         Ok(verified) => verified,
@@ -988,19 +979,13 @@ fn device_posture(
     if issuer != Some(provider.issuer.as_str()) {
         return Err(refuse(DeviceProblem::Invalid).into());
     }
-    let keys = match (
-        provider_keys(device.provider, provider, services.remote_keys, now),
+    let keys = keys_to_verify(
+        device.provider,
+        provider,
+        services.remote_keys,
+        now,
         attempt,
-    ) {
-        (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => keys,
-        (KeysNow::Pending, Attempt::First) => {
-            return Err(Stop::Wait(Wait {
-                provider: device.provider,
-                cause: WaitCause::KeysPending,
-            }))
-        }
-        (KeysNow::Pending | KeysNow::Unavailable, _) => return Err(Denial::KeysUnavailable.into()),
-    };
+    )?;
     let verified = verify::verify(untrusted, provider, keys, now, services.signatures)
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     if let Some(binding) = &device.binding {
@@ -1048,10 +1033,7 @@ fn meets(
     let Some(claims) = claims else {
         return Err(Unmet::Claim(Vec::new()));
     };
-    let identity = Identity {
-        claims,
-        role_claims: &provider.role_claims,
-    };
+    let identity = Identity::of(provider, claims);
     policy::check(requirements, identity, now)
 }
 
@@ -1089,6 +1071,28 @@ fn check_request(
         return Err(Denial::WrongTokenSource);
     }
     Ok(())
+}
+
+/// The keys to verify a token of `provider` with: on the first attempt, wait for keys not
+/// fetched yet; after a wait, or when they cannot be had, `503`.
+fn keys_to_verify<'k>(
+    provider_index: ProviderIndex,
+    provider: &'k Provider,
+    remote: &'k dyn RemoteKeyLookup,
+    now: UnixSeconds,
+    attempt: Attempt,
+) -> Result<&'k KeySet, Stop> {
+    match (
+        provider_keys(provider_index, provider, remote, now),
+        attempt,
+    ) {
+        (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => Ok(keys),
+        (KeysNow::Pending, Attempt::First) => Err(Stop::Wait(Wait {
+            provider: provider_index,
+            cause: WaitCause::KeysPending,
+        })),
+        (KeysNow::Pending | KeysNow::Unavailable, _) => Err(Denial::KeysUnavailable.into()),
+    }
 }
 
 /// A provider's keys at `now`: inline keys are always fresh.

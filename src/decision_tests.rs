@@ -137,6 +137,14 @@ fn pairs(headers: &[(std::sync::Arc<str>, std::sync::Arc<str>)]) -> Vec<(&str, &
         .collect()
 }
 
+/// The response of a decision that must be a denial.
+fn response_to(decision: &Decision, realm: &str) -> Response {
+    match decision {
+        Decision::Deny(denial) => denial.response(realm),
+        other => panic!("not denied: {other:?}"),
+    }
+}
+
 fn allowed(decision: Decision) -> Allowed {
     match decision {
         Decision::Allow(allowed) => allowed,
@@ -543,10 +551,7 @@ fn two_tokens_in_one_request_are_refused() {
     headers.extend(bearer(&corp));
     let decision = decide_on(&config, "GET", "/orders", &headers);
     assert_denied(&decision, "multiple_tokens");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response("r");
+    let response = response_to(&decision, "r");
     assert_eq!(response.status, 400);
     assert!(response.headers[0].1.contains("error=\"invalid_request\""));
 
@@ -852,10 +857,7 @@ fn requests_wait_for_keys_not_yet_fetched_then_get_503_if_none_come() {
     );
     let decision = decide_remote(&pending, &token, Attempt::AfterWait);
     assert_denied(&decision, "keys_unavailable");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response("r");
+    let response = response_to(&decision, "r");
     assert_eq!(response.status, 503);
     assert!(response
         .headers
@@ -1164,10 +1166,7 @@ fn stale_or_weak_authentication_gets_an_rfc9470_step_up_challenge() {
     );
     let decision = decide_on(&config, "POST", "/payments", &bearer(&stale));
     assert_denied(&decision, "authentication_too_old");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response(&config.realm);
+    let response = response_to(&decision, &config.realm);
     assert_eq!(response.status, 401);
     assert_eq!(
         response.headers[0],
@@ -1233,10 +1232,7 @@ fn roles_are_read_where_the_provider_puts_them() {
     );
     let decision = decide_on(&config, "GET", "/ops/deploy", &bearer(&token));
     assert_denied(&decision, "insufficient_role");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response(&config.realm);
+    let response = response_to(&decision, &config.realm);
     assert_eq!(response.status, 403);
     assert!(response
         .headers
@@ -1257,10 +1253,7 @@ fn a_token_without_the_routes_scopes_gets_403_insufficient_scope_naming_them() {
     );
     let decision = decide_on(&config, "GET", "/admin/users", &bearer(&reader));
     assert_denied(&decision, "insufficient_scope");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response(&config.realm);
+    let response = response_to(&decision, &config.realm);
     assert_eq!(response.status, 403);
     assert_eq!(
         response.headers[0],
@@ -1306,10 +1299,7 @@ fn claim_conditions_decide_with_any_and_name_the_failed_claim() {
     let token = token("RS256", TestKey::Rsa2048, &neither);
     let decision = decide_on(&config, "GET", "/reports/q3", &bearer(&token));
     assert_denied(&decision, "claim_condition_failed");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response(&config.realm);
+    let response = response_to(&decision, &config.realm);
     assert_eq!(response.status, 403);
     assert!(
         response
@@ -1427,10 +1417,7 @@ fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
     for outside in ["10.66.0.1", "192.0.2.1", "not an address"] {
         let decision = decide_from(&config, "/internal/metrics", &[], outside, NOW);
         assert_denied(&decision, "source_address_not_allowed");
-        let Decision::Deny(denial) = decision else {
-            unreachable!()
-        };
-        let response = denial.response(&config.realm);
+        let response = response_to(&decision, &config.realm);
         assert_eq!(response.status, 403);
         assert!(response
             .headers
@@ -1602,10 +1589,7 @@ fn deny_rules_win_whatever_rule_would_allow() {
         "10.0.0.1",
     );
     assert_denied(&decision, "denied_by_rule");
-    let Decision::Deny(denial) = decision else {
-        unreachable!()
-    };
-    let response = denial.response(&config.realm);
+    let response = response_to(&decision, &config.realm);
     assert_eq!(response.status, 403);
     let body: Value = serde_json::from_str(&response.body).unwrap();
     assert_eq!(

@@ -115,6 +115,16 @@ pub struct Identity<'a> {
     pub role_claims: &'a [Vec<String>],
 }
 
+impl<'a> Identity<'a> {
+    /// The holder of a token of `provider` with these verified `claims`.
+    pub fn of(provider: &'a crate::config::Provider, claims: &'a Map<String, Value>) -> Self {
+        Identity {
+            claims,
+            role_claims: &provider.role_claims,
+        }
+    }
+}
+
 /// One test of the value at a claim path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimCondition {
@@ -554,13 +564,17 @@ fn is_challenge_word(value: &str) -> bool {
             .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\')
 }
 
-fn validate_condition(field: String, raw: RawClaimCondition) -> Result<ClaimCondition, FieldError> {
-    if raw.claim.is_empty() || raw.claim.iter().any(String::is_empty) {
-        return Err(field_error(
-            format!("{field}.claim"),
-            "a claim path is a non-empty array of non-empty member names",
-        ));
+/// A claim path (`["realm_access", "roles"]`) that can name a claim: `Err` with the problem.
+pub(crate) fn check_claim_path(path: &[String]) -> Result<(), &'static str> {
+    if path.is_empty() || path.iter().any(String::is_empty) {
+        return Err("a claim path is a non-empty array of non-empty member names");
     }
+    Ok(())
+}
+
+fn validate_condition(field: String, raw: RawClaimCondition) -> Result<ClaimCondition, FieldError> {
+    check_claim_path(&raw.claim)
+        .map_err(|problem| field_error(format!("{field}.claim"), problem))?;
     let mut tests = Vec::new();
     if let Some(value) = raw.equals {
         tests.push(ClaimTest::Equals(value));
