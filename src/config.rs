@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::alg::Algorithm;
 use crate::jwks::{KeySet, SkippedKey};
 use crate::policy::{self, RawRequirements, Requirements};
-use crate::remote::{HttpUri, KeyLocation, RemoteKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
-use crate::request_context::{self, ClientAddress, RawClientAddress};
+use crate::remote::{HttpUri, Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
+use crate::request_context::{self, ClientAddress, ListIndex, RawClientAddress};
 use crate::token::TokenSource;
 use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
 
@@ -47,6 +47,20 @@ struct RawConfig {
     token_cache: Option<RawTokenCache>,
     client_address: Option<RawClientAddress>,
     device: Option<RawDevice>,
+    #[serde(default)]
+    address_lists: Vec<RawAddressList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddressList {
+    name: String,
+    uri: String,
+    upstream: String,
+    allow_http: Option<bool>,
+    timeout_ms: Option<u64>,
+    refresh_seconds: Option<u64>,
+    max_stale_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +252,23 @@ pub struct Config {
     pub device: Option<DevicePosture>,
     /// A Rego policy sees every request header: the adapter copies them all.
     pub reads_all_headers: bool,
+    /// Address lists fetched at run time, named by `source_ips` conditions.
+    pub address_lists: Vec<AddressList>,
+}
+
+/// A list of addresses fetched at run time (an IP reputation feed, a partner's ranges), which
+/// `source_ips` conditions name in `any_lists` and `not_lists`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressList {
+    pub name: Arc<str>,
+    pub remote: RemoteSettings,
+}
+
+/// Something fetched at run time, as a decision names it when it waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteSource {
+    Keys(ProviderIndex),
+    AddressList(ListIndex),
 }
 
 /// Where device tokens come from and how they are tied to the user's token.
@@ -286,7 +317,7 @@ pub enum KeySource {
     /// `jwks.inline`: fixed in the configuration.
     Inline(KeySet),
     /// `jwks.uri` or `discovery`: fetched, refreshed and shared at run time.
-    Remote(RemoteKeys),
+    Remote(RemoteSettings),
 }
 
 /// Defaults to 5 seconds for one JWKS or discovery call.
@@ -505,12 +536,31 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         providers.push(provider);
     }
 
+    let address_lists = validate_address_lists(raw.address_lists)?;
+    let list_names: Vec<&str> = address_lists.iter().map(|list| &*list.name).collect();
     let rules = raw
         .rules
         .into_iter()
         .enumerate()
-        .map(|(index, rule)| validate_rule(index, rule, &providers))
+        .map(|(index, rule)| validate_rule(index, rule, &providers, &list_names))
         .collect::<Result<Vec<_>, _>>()?;
+    for (index, list) in address_lists.iter().enumerate() {
+        let used = rules.iter().any(|rule| {
+            rule.requirements
+                .source_ips
+                .as_ref()
+                .is_some_and(|condition| condition.lists().any(|named| named == index))
+        });
+        if !used {
+            return Err(error(
+                format!("address_lists[{index}]"),
+                format!(
+                    "{:?} is named by no rule's `source_ips` (`any_lists`, `not_lists`): a misspelt name would leave a list unchecked",
+                    list.name
+                ),
+            ));
+        }
+    }
     for (index, rule) in rules.iter().enumerate() {
         if rules
             .iter()
@@ -661,6 +711,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             default_rule: Arc::from(crate::decision::DEFAULT_RULE),
             device,
             reads_all_headers: has_rego,
+            address_lists,
             providers,
             rules,
             max_token_bytes,
@@ -675,21 +726,54 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     })
 }
 
-fn validate_provider(
-    field: &str,
-    raw: RawProvider,
-) -> Result<(Provider, Vec<SkippedKey>), ConfigError> {
-    // The name appears in stat names and shared-data keys, where `.` separates segments.
-    let name_is_plain = raw
-        .name
+/// A provider's or address list's name: it appears in stat names and shared-data keys, where
+/// `.` separates segments.
+fn validate_source_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let plain = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if raw.name.is_empty() || !name_is_plain {
+    if name.is_empty() || !plain {
         return Err(error(
             format!("{field}.name"),
             "must be non-empty letters, digits, `_` and `-`",
         ));
     }
+    Ok(())
+}
+
+fn validate_address_lists(raw: Vec<RawAddressList>) -> Result<Vec<AddressList>, ConfigError> {
+    let mut lists: Vec<AddressList> = Vec::with_capacity(raw.len());
+    for (index, raw) in raw.into_iter().enumerate() {
+        let field = format!("address_lists[{index}]");
+        validate_source_name(&field, &raw.name)?;
+        if lists.iter().any(|known| *known.name == *raw.name) {
+            return Err(error(
+                format!("{field}.name"),
+                format!("duplicate address list name {:?}", raw.name),
+            ));
+        }
+        let allow_http = raw.allow_http.unwrap_or(false);
+        let location = Location::Direct(remote_uri(&format!("{field}.uri"), &raw.uri, allow_http)?);
+        let timing = RawFetchTiming {
+            timeout_ms: raw.timeout_ms,
+            refresh_seconds: raw.refresh_seconds,
+            max_stale_seconds: raw.max_stale_seconds,
+            min_refetch_seconds: None,
+        };
+        let remote = remote_settings(&field, location, raw.upstream, timing, allow_http)?;
+        lists.push(AddressList {
+            name: Arc::from(raw.name),
+            remote,
+        });
+    }
+    Ok(lists)
+}
+
+fn validate_provider(
+    field: &str,
+    raw: RawProvider,
+) -> Result<(Provider, Vec<SkippedKey>), ConfigError> {
+    validate_source_name(field, &raw.name)?;
     if raw.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
@@ -733,9 +817,10 @@ fn validate_provider(
                 )
             });
             let location =
-                KeyLocation::Discovery(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
+                Location::Discovery(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
             let timing = fetch_timing!(discovery);
-            let mut remote = remote_keys(&field, location, discovery.upstream, timing, allow_http)?;
+            let mut remote =
+                remote_settings(&field, location, discovery.upstream, timing, allow_http)?;
             if let Some(jwks_upstream) = discovery.jwks_upstream {
                 remote.jwks_upstream = Some(validate_upstream(
                     &format!("{field}.jwks_upstream"),
@@ -908,9 +993,8 @@ fn key_source(
             Ok((KeySource::Inline(keys), skipped))
         }
         (None, Some(uri), Some(upstream)) => {
-            let location =
-                KeyLocation::Jwks(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
-            let remote = remote_keys(&field, location, upstream, timing, allow_http)?;
+            let location = Location::Direct(remote_uri(&format!("{field}.uri"), &uri, allow_http)?);
+            let remote = remote_settings(&field, location, upstream, timing, allow_http)?;
             Ok((KeySource::Remote(remote), Vec::new()))
         }
         (None, Some(_), None) => Err(error(
@@ -934,19 +1018,19 @@ fn remote_uri(field: &str, uri: &str, allow_http: bool) -> Result<HttpUri, Confi
     if !parsed.secure && !allow_http {
         return Err(error(
             field,
-            "must be https:// (set the provider's `allow_http` to allow http://)",
+            "must be https:// (set `allow_http` to allow http://)",
         ));
     }
     Ok(parsed)
 }
 
-fn remote_keys(
+fn remote_settings(
     field: &str,
-    location: KeyLocation,
+    location: Location,
     upstream: String,
     timing: RawFetchTiming,
     allow_http: bool,
-) -> Result<RemoteKeys, ConfigError> {
+) -> Result<RemoteSettings, ConfigError> {
     let upstream = validate_upstream(&format!("{field}.upstream"), upstream)?;
     let timeout_ms = timing.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=60_000).contains(&timeout_ms) {
@@ -977,7 +1061,7 @@ fn remote_keys(
             format!("at most {MAX_REFRESH_SECONDS}"),
         ));
     }
-    Ok(RemoteKeys {
+    Ok(RemoteSettings {
         location,
         upstream,
         jwks_upstream: None,
@@ -1076,7 +1160,12 @@ fn validate_claim_header(field: &str, name: &str) -> Result<String, ConfigError>
     Ok(lower)
 }
 
-fn validate_rule(index: usize, raw: RawRule, providers: &[Provider]) -> Result<Rule, ConfigError> {
+fn validate_rule(
+    index: usize,
+    raw: RawRule,
+    providers: &[Provider],
+    list_names: &[&str],
+) -> Result<Rule, ConfigError> {
     let field = &format!("rules[{index}]");
     let name: Arc<str> = match raw.name {
         None => Arc::from(field.as_str()),
@@ -1190,9 +1279,9 @@ fn validate_rule(index: usize, raw: RawRule, providers: &[Provider]) -> Result<R
             )),
         };
     let requirements = match (raw.require, raw.deny) {
-        (Some(raw), _) => policy::validate(&format!("{field}.require"), raw)
+        (Some(raw), _) => policy::validate(&format!("{field}.require"), raw, list_names)
             .map_err(|(field, problem)| error(field, problem))?,
-        (None, Some(raw)) => policy::validate_deny(&format!("{field}.deny"), raw)
+        (None, Some(raw)) => policy::validate_deny(&format!("{field}.deny"), raw, list_names)
             .map_err(|(field, problem)| error(field, problem))?,
         (None, None) => Requirements::default(),
     };
@@ -1331,7 +1420,7 @@ mod tests {
 
     use super::*;
 
-    use crate::remote::{HttpUri, KeyLocation};
+    use crate::remote::{HttpUri, Location};
     use crate::support::{jwks, TestKey};
 
     fn minimal() -> Value {
@@ -1641,7 +1730,7 @@ mod tests {
         };
         assert_eq!(
             remote.location,
-            KeyLocation::Jwks(HttpUri::parse("https://idp.example.com/certs").unwrap())
+            Location::Direct(HttpUri::parse("https://idp.example.com/certs").unwrap())
         );
         assert_eq!(remote.upstream, "idp_cluster");
         assert_eq!(
@@ -1664,7 +1753,7 @@ mod tests {
         };
         assert_eq!(
             remote.location,
-            KeyLocation::Discovery(
+            Location::Discovery(
                 HttpUri::parse("https://idp.example.com/.well-known/openid-configuration").unwrap()
             )
         );

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::alg::SignatureVerifier;
-use crate::config::{Config, KeySource, PathMatch, Provider, ProviderIndex, Rule, RuleAction};
+use crate::config::{
+    Config, KeySource, PathMatch, Provider, ProviderIndex, RemoteSource, Rule, RuleAction,
+};
 use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::rego::{self, RegoDecision, TokenInput};
-use crate::remote::KeysNow;
+use crate::remote::{AddressesNow, InForce, KeysNow};
+use crate::request_context::{AddressLists, AddressSet, ListIndex, ListMissing};
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
 use crate::upstream::{self, UpstreamEdits};
@@ -25,15 +28,15 @@ use crate::verify::{self, Rejection, UnixSeconds};
 pub enum Decision {
     Allow(Allowed),
     Deny(Denial),
-    /// Hold the request until the provider's keys change (or the wait times out), then decide
-    /// again with [`Attempt::AfterWait`].
+    /// Hold the request until a provider's keys (or an address list) change, or the wait
+    /// times out, then decide again with [`Attempt::AfterWait`].
     Wait(Wait),
 }
 
-/// Why a request waits, and for whose keys.
+/// Why a request waits, and for what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wait {
-    pub provider: ProviderIndex,
+    pub source: RemoteSource,
     pub cause: WaitCause,
 }
 
@@ -43,6 +46,8 @@ pub enum WaitCause {
     KeysPending,
     /// The token names a `kid` the keys lack: wait for a refetch, if the rate limit allows one.
     UnknownKeyId,
+    /// An address list a rule needs is not fetched yet (cold start): wait for the first fetch.
+    ListPending,
 }
 
 /// Whether this is the first decision on a request or the one after a [`Decision::Wait`].
@@ -53,23 +58,51 @@ pub enum Attempt {
     AfterWait,
 }
 
-/// The keys of providers whose keys are fetched at run time.
-pub trait RemoteKeyLookup {
+/// What is fetched at run time: keys of providers with remote keys, and address lists.
+pub trait RemoteDocuments {
     fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_>;
+    fn address_list_now(&self, list: ListIndex, now: UnixSeconds) -> AddressesNow<'_>;
 }
 
-/// For configurations without remote keys (and tests): every remote provider is unavailable.
-pub struct NoRemoteKeys;
+/// For configurations without remote documents (and tests): all are unavailable.
+pub struct NoRemoteDocuments;
 
-impl RemoteKeyLookup for NoRemoteKeys {
+impl RemoteDocuments for NoRemoteDocuments {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
         KeysNow::Unavailable
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
+    }
+}
+
+/// The address lists as they are at `now`: stale lists are used (like stale keys), lists that
+/// cannot be had are missing.
+struct ListsAt<'a> {
+    remote: &'a dyn RemoteDocuments,
+    now: UnixSeconds,
+}
+
+impl AddressLists for ListsAt<'_> {
+    fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
+        match self.remote.address_list_now(list, self.now) {
+            InForce::Fresh(addresses) | InForce::Stale(addresses) => Ok(addresses),
+            InForce::Pending => Err(ListMissing {
+                list,
+                pending: true,
+            }),
+            InForce::Unavailable => Err(ListMissing {
+                list,
+                pending: false,
+            }),
+        }
     }
 }
 
 /// What a decision draws on besides the configuration, the request and the time.
 pub struct Services<'a> {
-    pub remote_keys: &'a dyn RemoteKeyLookup,
+    pub remote: &'a dyn RemoteDocuments,
     /// The signature math backend.
     pub signatures: &'a dyn SignatureVerifier,
     /// Verified tokens of this configuration; read and written by decisions.
@@ -120,6 +153,11 @@ pub enum Denial {
     Rejected(Rejection),
     /// The provider's keys cannot be had (IdP down, nothing cached): `503`, never allow.
     KeysUnavailable,
+    /// An address list the named rule consults cannot be had (its source down, nothing
+    /// cached): `503`, never a guess.
+    AddressListUnavailable {
+        rule: Arc<str>,
+    },
     /// The request, or its valid token, does not meet the matched rule's `require`: `403`
     /// (`401` for a step-up).
     Forbidden {
@@ -200,6 +238,7 @@ pub enum Reason {
     NoCompatibleKey,
     BadSignature,
     KeysUnavailable,
+    AddressListUnavailable,
     DeniedByRule,
     RegoDenied,
     RegoError,
@@ -218,7 +257,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 42] = [
+    pub const ALL: [Reason; 43] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -247,6 +286,7 @@ impl Reason {
         Reason::NoCompatibleKey,
         Reason::BadSignature,
         Reason::KeysUnavailable,
+        Reason::AddressListUnavailable,
         Reason::DeniedByRule,
         Reason::RegoDenied,
         Reason::RegoError,
@@ -293,6 +333,7 @@ impl Reason {
             Reason::NoCompatibleKey => "no_compatible_key",
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::AddressListUnavailable => "address_list_unavailable",
             Reason::DeniedByRule => "denied_by_rule",
             Reason::RegoDenied => "rego_denied",
             Reason::RegoError => "rego_error",
@@ -341,6 +382,7 @@ impl Reason {
             Reason::NoCompatibleKey => "no key can verify the token algorithm",
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
+            Reason::AddressListUnavailable => "an address list this route needs is unavailable",
             Reason::DeniedByRule => "a deny rule refuses this request",
             Reason::RegoDenied => "the route's policy refuses this request",
             Reason::RegoError => "the route's policy failed",
@@ -410,6 +452,7 @@ impl Denial {
                 Rejection::BadSignature => Reason::BadSignature,
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
+            Denial::AddressListUnavailable { .. } => Reason::AddressListUnavailable,
             Denial::Forbidden {
                 unmet: Unmet::SourceAddress,
                 ..
@@ -465,7 +508,8 @@ impl Denial {
             | Denial::DeniedByRule { rule }
             | Denial::Device { rule, .. }
             | Denial::Rego { rule, .. }
-            | Denial::RegoError { rule, .. } => Some(rule),
+            | Denial::RegoError { rule, .. }
+            | Denial::AddressListUnavailable { rule } => Some(rule),
             _ => None,
         }
     }
@@ -526,7 +570,7 @@ impl Denial {
             }
             _ => {}
         }
-        if let Denial::KeysUnavailable = self {
+        if let Denial::KeysUnavailable | Denial::AddressListUnavailable { .. } = self {
             let body = json!({
                 "error": "temporarily_unavailable",
                 "reason": reason.as_str(),
@@ -695,23 +739,48 @@ fn decide(
             .filter(|rule| matches!(rule.action, RuleAction::Deny))
             .filter(matches)
     };
+    let rule = config
+        .rules
+        .iter()
+        .filter(|rule| !matches!(rule.action, RuleAction::Deny))
+        .find(matches);
+    let lists = ListsAt {
+        remote: services.remote,
+        now,
+    };
+    // The address lists the matching rules name are at hand before anything is judged (or
+    // the request waits for them, or is refused `503`): a list is never guessed at.
+    for named in deny_rules().chain(rule) {
+        let missing = named
+            .requirements
+            .source_ips
+            .iter()
+            .flat_map(|condition| condition.lists())
+            .find_map(|list| lists.address_list(list).err());
+        if let Some(missing) = missing {
+            return Err(list_missing(named, missing, attempt));
+        }
+    }
+    // So a list cannot be missing below; were it to be, the request is refused all the same.
+    let context = |rule: &Arc<str>, requirements| {
+        policy::check_context(requirements, client, &lists, now).map_err(|_| {
+            Denial::AddressListUnavailable {
+                rule: Arc::clone(rule),
+            }
+        })
+    };
     for rule in deny_rules().filter(|rule| !rule.requirements.reads_claims()) {
-        if policy::check_context(&rule.requirements, client, now).is_ok() {
+        if context(&rule.name, &rule.requirements)?.is_ok() {
             return Err(Denial::DeniedByRule {
                 rule: Arc::clone(&rule.name),
             }
             .into());
         }
     }
-    let rule = config
-        .rules
-        .iter()
-        .filter(|rule| !matches!(rule.action, RuleAction::Deny))
-        .find(matches);
     let rule_name = Arc::clone(rule.map_or(&config.default_rule, |rule| &rule.name));
     let requirements = rule.map(|rule| &rule.requirements);
     if let Some(requirements) = requirements {
-        policy::check_context(requirements, client, now).map_err(|unmet| Denial::Forbidden {
+        context(&rule_name, requirements)?.map_err(|unmet| Denial::Forbidden {
             rule: Arc::clone(&rule_name),
             unmet,
         })?;
@@ -720,7 +789,7 @@ fn decide(
     // holds, and the allow rule's requirements do.
     let authorize = |provider: &Provider, claims: Option<&Claims>| -> Result<(), Denial> {
         for deny in deny_rules().filter(|rule| rule.requirements.reads_claims()) {
-            let holds = policy::check_context(&deny.requirements, client, now).is_ok()
+            let holds = context(&deny.name, &deny.requirements)?.is_ok()
                 && claims.is_some_and(|claims| {
                     let identity = Identity::of(provider, claims);
                     policy::check(&deny.requirements, identity, now).is_ok()
@@ -763,7 +832,7 @@ fn decide(
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
     if let Some(cached) = services.token_cache.get(found.value) {
-        match remembered(config, services.remote_keys, cached, &found, accepted, now) {
+        match remembered(config, services.remote, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
                 authorize(provider, cached.claims.as_deref())?;
                 let posture = device_posture(
@@ -813,11 +882,11 @@ fn decide(
     check_request(accepted, provider_index, provider, &found)?;
     let wait = |cause| {
         Stop::Wait(Wait {
-            provider: provider_index,
+            source: RemoteSource::Keys(provider_index),
             cause,
         })
     };
-    let keys = keys_to_verify(provider_index, provider, services.remote_keys, now, attempt)?;
+    let keys = keys_to_verify(provider_index, provider, services.remote, now, attempt)?;
     let is_remote = matches!(provider.keys, KeySource::Remote(_));
     let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
         Ok(verified) => verified,
@@ -979,13 +1048,7 @@ fn device_posture(
     if issuer != Some(provider.issuer.as_str()) {
         return Err(refuse(DeviceProblem::Invalid).into());
     }
-    let keys = keys_to_verify(
-        device.provider,
-        provider,
-        services.remote_keys,
-        now,
-        attempt,
-    )?;
+    let keys = keys_to_verify(device.provider, provider, services.remote, now, attempt)?;
     let verified = verify::verify(untrusted, provider, keys, now, services.signatures)
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     if let Some(binding) = &device.binding {
@@ -1073,12 +1136,27 @@ fn check_request(
     Ok(())
 }
 
+/// An address list `rule` names is missing: wait for its first fetch, or (after a wait, or
+/// when it cannot be had) `503`.
+fn list_missing(rule: &Rule, missing: ListMissing, attempt: Attempt) -> Stop {
+    match (missing.pending, attempt) {
+        (true, Attempt::First) => Stop::Wait(Wait {
+            source: RemoteSource::AddressList(missing.list),
+            cause: WaitCause::ListPending,
+        }),
+        _ => Denial::AddressListUnavailable {
+            rule: Arc::clone(&rule.name),
+        }
+        .into(),
+    }
+}
+
 /// The keys to verify a token of `provider` with: on the first attempt, wait for keys not
 /// fetched yet; after a wait, or when they cannot be had, `503`.
 fn keys_to_verify<'k>(
     provider_index: ProviderIndex,
     provider: &'k Provider,
-    remote: &'k dyn RemoteKeyLookup,
+    remote: &'k dyn RemoteDocuments,
     now: UnixSeconds,
     attempt: Attempt,
 ) -> Result<&'k KeySet, Stop> {
@@ -1088,7 +1166,7 @@ fn keys_to_verify<'k>(
     ) {
         (KeysNow::Fresh(keys) | KeysNow::Stale(keys), _) => Ok(keys),
         (KeysNow::Pending, Attempt::First) => Err(Stop::Wait(Wait {
-            provider: provider_index,
+            source: RemoteSource::Keys(provider_index),
             cause: WaitCause::KeysPending,
         })),
         (KeysNow::Pending | KeysNow::Unavailable, _) => Err(Denial::KeysUnavailable.into()),
@@ -1099,7 +1177,7 @@ fn keys_to_verify<'k>(
 fn provider_keys<'k>(
     provider_index: ProviderIndex,
     provider: &'k Provider,
-    remote: &'k dyn RemoteKeyLookup,
+    remote: &'k dyn RemoteDocuments,
     now: UnixSeconds,
 ) -> KeysNow<'k> {
     match &provider.keys {
@@ -1151,7 +1229,7 @@ enum Remembered<'c> {
 
 fn remembered<'c>(
     config: &'c Config,
-    remote: &dyn RemoteKeyLookup,
+    remote: &dyn RemoteDocuments,
     cached: &CachedToken,
     found: &FoundToken<'_>,
     accepted: Option<&[ProviderIndex]>,

@@ -89,7 +89,7 @@ fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, Stri
     authenticate(
         config,
         &mut Services {
-            remote_keys: &NoRemoteKeys,
+            remote: &NoRemoteDocuments,
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         },
@@ -811,13 +811,17 @@ fn every_reason_has_a_distinct_stable_name() {
 /// Remote keys as a test sets them.
 struct FixedRemoteKeys(Option<crate::jwks::KeySet>, bool);
 
-impl RemoteKeyLookup for FixedRemoteKeys {
+impl RemoteDocuments for FixedRemoteKeys {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
         match (&self.0, self.1) {
             (Some(keys), _) => KeysNow::Fresh(keys),
             (None, true) => KeysNow::Pending,
             (None, false) => KeysNow::Unavailable,
         }
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
     }
 }
 
@@ -837,7 +841,7 @@ fn decide_remote(remote: &FixedRemoteKeys, token: &str, attempt: Attempt) -> Dec
         source_address: None,
     };
     let mut services = Services {
-        remote_keys: remote,
+        remote,
         signatures: &Portable,
         token_cache: &mut TokenCache::new(0),
     };
@@ -851,7 +855,7 @@ fn requests_wait_for_keys_not_yet_fetched_then_get_503_if_none_come() {
     assert_eq!(
         decide_remote(&pending, &token, Attempt::First),
         Decision::Wait(Wait {
-            provider: 0,
+            source: RemoteSource::Keys(0),
             cause: WaitCause::KeysPending
         })
     );
@@ -882,7 +886,7 @@ fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
     assert_eq!(
         decide_remote(&remote, &token, Attempt::First),
         Decision::Wait(Wait {
-            provider: 0,
+            source: RemoteSource::Keys(0),
             cause: WaitCause::UnknownKeyId
         })
     );
@@ -916,14 +920,14 @@ impl crate::alg::SignatureVerifier for CountingVerifier {
 /// Decides one request with a shared cache and verifier, at `now`.
 fn decide_cached(
     config: &Config,
-    remote: &dyn RemoteKeyLookup,
+    remote: &dyn RemoteDocuments,
     cache: &mut TokenCache,
     verifier: &CountingVerifier,
     (method, path, headers): (&str, &str, &[(String, String)]),
     now: UnixSeconds,
 ) -> Decision {
     let mut services = Services {
-        remote_keys: remote,
+        remote,
         signatures: verifier,
         token_cache: cache,
     };
@@ -948,7 +952,7 @@ fn a_remembered_token_is_allowed_again_without_signature_math_and_with_the_same_
 
     let first = allowed(decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         request,
@@ -960,7 +964,7 @@ fn a_remembered_token_is_allowed_again_without_signature_math_and_with_the_same_
 
     let again = allowed(decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         request,
@@ -982,7 +986,7 @@ fn a_tampered_copy_of_a_remembered_token_is_verified_and_refused() {
     let headers = bearer(&token);
     allowed(decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         ("GET", "/", &headers),
@@ -999,7 +1003,7 @@ fn a_tampered_copy_of_a_remembered_token_is_verified_and_refused() {
     let forged = format!("{header}.{forged_payload}.{signature}");
     let decision = decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         ("GET", "/", &bearer(&forged)),
@@ -1019,7 +1023,7 @@ fn a_remembered_token_still_expires_on_time() {
     let request = ("GET", "/orders", headers.as_slice());
     allowed(decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         request,
@@ -1028,7 +1032,7 @@ fn a_remembered_token_still_expires_on_time() {
     // `exp` is NOW + 600 and the default skew 60 s: valid until NOW + 659.
     let last_second = decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         request,
@@ -1037,7 +1041,7 @@ fn a_remembered_token_still_expires_on_time() {
     assert_eq!(allowed(last_second).verification, Verification::CacheHit);
     let expired = decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         request,
@@ -1056,7 +1060,7 @@ fn a_remembered_token_still_obeys_the_route_and_the_token_source() {
     let headers = bearer(&token);
     allowed(decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         ("GET", "/orders", &headers),
@@ -1065,7 +1069,7 @@ fn a_remembered_token_still_obeys_the_route_and_the_token_source() {
     // `/partner` accepts only the partner provider.
     let decision = decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         ("GET", "/partner/x", &headers),
@@ -1076,7 +1080,7 @@ fn a_remembered_token_still_obeys_the_route_and_the_token_source() {
     let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
     let decision = decide_cached(
         &config,
-        &NoRemoteKeys,
+        &NoRemoteDocuments,
         &mut cache,
         &verifier,
         ("GET", "/orders", &cookie),
@@ -1327,7 +1331,7 @@ fn a_remembered_token_meets_each_routes_requirements_from_its_kept_claims() {
     let mut decide = |path: &str| {
         decide_cached(
             &config,
-            &NoRemoteKeys,
+            &NoRemoteDocuments,
             &mut cache,
             &verifier,
             ("GET", path, headers.as_slice()),
@@ -1386,7 +1390,7 @@ fn decide_from(
     authenticate(
         config,
         &mut Services {
-            remote_keys: &NoRemoteKeys,
+            remote: &NoRemoteDocuments,
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         },
@@ -1816,4 +1820,207 @@ fn device_tokens_vouch_for_no_user_and_are_not_a_second_token() {
     document["rules"] = json!([{"deny": {"device": {}}}]);
     let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "rules[0].deny.device");
+}
+
+/// Address lists as a test sets them: `Some` in force, `None` pending (`true`) or unavailable.
+struct FixedLists(Vec<(Option<crate::request_context::AddressSet>, bool)>);
+
+impl RemoteDocuments for FixedLists {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        KeysNow::Unavailable
+    }
+
+    fn address_list_now(&self, list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        match self.0.get(list) {
+            Some((Some(addresses), _)) => AddressesNow::Stale(addresses),
+            Some((None, true)) => AddressesNow::Pending,
+            _ => AddressesNow::Unavailable,
+        }
+    }
+}
+
+/// A reputation deny list for every route, and a partner list that opens one route.
+fn address_list_config() -> Config {
+    let mut document = base_config();
+    document["address_lists"] = json!([
+        {"name": "reputation", "uri": "https://lists.example.com/drop.txt", "upstream": "lists"},
+        {"name": "partners", "uri": "https://lists.example.com/partners.txt", "upstream": "lists",
+         "refresh_seconds": 60}
+    ]);
+    document["rules"] = json!([
+        {"name": "bad-reputation", "deny": {"source_ips": {"any_lists": ["reputation"]}}},
+        {"name": "partner-feed", "match": {"path_prefix": "/feed"}, "allow": "anonymous",
+         "require": {"source_ips": {"any": ["10.0.0.0/8"], "any_lists": ["partners"]}}}
+    ]);
+    load(&document)
+}
+
+fn decide_with_lists(
+    config: &Config,
+    lists: &FixedLists,
+    path: &str,
+    source: &str,
+    attempt: Attempt,
+) -> Decision {
+    let token = token("RS256", TestKey::Rsa2048, &claims());
+    authenticate(
+        config,
+        &mut Services {
+            remote: lists,
+            signatures: &Portable,
+            token_cache: &mut TokenCache::new(0),
+        },
+        &Request {
+            method: "GET",
+            path,
+            headers: &bearer(&token),
+            source_address: source.parse().ok(),
+        },
+        NOW,
+        attempt,
+    )
+}
+
+fn list_of(blocks: &[&str]) -> Option<crate::request_context::AddressSet> {
+    let text = blocks.join("\n");
+    Some(crate::request_context::AddressSet::parse_list(text.as_bytes()).unwrap())
+}
+
+#[test]
+fn remote_address_lists_deny_and_allow_by_the_list_in_force() {
+    let config = address_list_config();
+    assert_eq!(config.address_lists.len(), 2);
+    assert_eq!(config.address_lists[1].remote.refresh_seconds, 60);
+    let lists = FixedLists(vec![
+        (list_of(&["203.0.113.0/24"]), false),
+        (list_of(&["198.51.100.0/24"]), false),
+    ]);
+    let first = Attempt::First;
+    let listed = decide_with_lists(&config, &lists, "/orders", "203.0.113.9", first);
+    assert_denied(&listed, "denied_by_rule");
+    assert_eq!(denial_rule(&listed), Some("bad-reputation"));
+    let clean = allowed(decide_with_lists(
+        &config,
+        &lists,
+        "/orders",
+        "192.0.2.1",
+        first,
+    ));
+    assert_eq!(&*clean.rule, DEFAULT_RULE);
+    // `any` and `any_lists` together: in either opens the route.
+    for partner in ["198.51.100.20", "10.9.9.9"] {
+        let decision = decide_with_lists(&config, &lists, "/feed", partner, first);
+        assert_eq!(&*allowed(decision).rule, "partner-feed", "{partner}");
+    }
+    let stranger = decide_with_lists(&config, &lists, "/feed", "192.0.2.1", first);
+    assert_denied(&stranger, "source_address_not_allowed");
+    // The deny list wins on the partner route too.
+    let both = decide_with_lists(&config, &lists, "/feed", "203.0.113.1", first);
+    assert_denied(&both, "denied_by_rule");
+}
+
+#[test]
+fn a_list_not_fetched_yet_makes_requests_wait_then_503_never_a_guess() {
+    let config = address_list_config();
+    let pending = FixedLists(vec![(None, true), (list_of(&["198.51.100.0/24"]), false)]);
+    assert_eq!(
+        decide_with_lists(&config, &pending, "/orders", "192.0.2.1", Attempt::First),
+        Decision::Wait(Wait {
+            source: RemoteSource::AddressList(0),
+            cause: WaitCause::ListPending,
+        })
+    );
+    let after_wait = decide_with_lists(
+        &config,
+        &pending,
+        "/orders",
+        "192.0.2.1",
+        Attempt::AfterWait,
+    );
+    assert_denied(&after_wait, "address_list_unavailable");
+    assert_eq!(denial_rule(&after_wait), Some("bad-reputation"));
+    let response = response_to(&after_wait, "r");
+    assert_eq!(response.status, 503);
+    assert!(response
+        .headers
+        .contains(&("retry-after".to_owned(), "5".to_owned())));
+    // A list that cannot be had refuses at once, even where the inline blocks would decide.
+    let down = FixedLists(vec![(list_of(&[]), false), (None, false)]);
+    let decision = decide_with_lists(&config, &down, "/feed", "10.1.1.1", Attempt::First);
+    assert_denied(&decision, "address_list_unavailable");
+    assert_eq!(denial_rule(&decision), Some("partner-feed"));
+    // Routes whose rules name no list do not depend on it.
+    let mut document = base_config();
+    document["address_lists"] = json!([
+        {"name": "partners", "uri": "https://lists.example.com/p.txt", "upstream": "lists"}
+    ]);
+    document["rules"] = json!([
+        {"match": {"path_prefix": "/feed"}, "allow": "anonymous",
+         "require": {"source_ips": {"any_lists": ["partners"]}}}
+    ]);
+    let config = load(&document);
+    let down = FixedLists(vec![(None, false)]);
+    allowed(decide_with_lists(
+        &config,
+        &down,
+        "/orders",
+        "192.0.2.1",
+        Attempt::First,
+    ));
+}
+
+#[test]
+fn address_list_configuration_mistakes_are_refused() {
+    let refused = |lists: Value, rules: Value| {
+        let mut document = base_config();
+        document["address_lists"] = lists;
+        document["rules"] = rules;
+        Config::from_json(document.to_string().as_bytes())
+            .err()
+            .map(|error| error.field)
+    };
+    let list =
+        |name: &str| json!({"name": name, "uri": "https://l.example.com/x", "upstream": "l"});
+    let using = |name: &str| json!([{"deny": {"source_ips": {"any_lists": [name]}}}]);
+    assert_eq!(
+        refused(json!([list("reputation")]), using("reputaton")),
+        Some("rules[0].deny.source_ips.any_lists[0]".to_owned())
+    );
+    assert_eq!(
+        refused(json!([list("reputation")]), json!([])),
+        Some("address_lists[0]".to_owned()),
+        "a list no rule names is a mistake"
+    );
+    assert_eq!(
+        refused(json!([list("a"), list("a")]), using("a")),
+        Some("address_lists[1].name".to_owned())
+    );
+    assert_eq!(
+        refused(json!([list("a.b")]), using("a.b")),
+        Some("address_lists[0].name".to_owned())
+    );
+    let plain_http = json!([{"name": "a", "uri": "http://l.example.com/x", "upstream": "l"}]);
+    assert_eq!(
+        refused(plain_http, using("a")),
+        Some("address_lists[0].uri".to_owned())
+    );
+    let fast = json!([{"name": "a", "uri": "https://l.example.com/x", "upstream": "l",
+                       "refresh_seconds": 1}]);
+    assert_eq!(
+        refused(fast, using("a")),
+        Some("address_lists[0].refresh_seconds".to_owned())
+    );
+    let unknown_field = json!([{"name": "a", "uri": "https://l.example.com/x", "upstream": "l",
+                                "min_refetch_seconds": 5}]);
+    assert_eq!(
+        refused(unknown_field, using("a")),
+        Some("address_lists[0].min_refetch_seconds".to_owned())
+    );
+    assert_eq!(
+        refused(
+            json!([list("a")]),
+            json!([{"deny": {"source_ips": {"any_lists": []}}}])
+        ),
+        Some("rules[0].deny.source_ips.any_lists".to_owned())
+    );
 }

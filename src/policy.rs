@@ -32,7 +32,8 @@ use serde_json::{Map, Value};
 
 use crate::rego::{self, RawRego, RegoPolicy};
 use crate::request_context::{
-    self, AddressCondition, RawAddressCondition, RawTimeWindow, TimeWindow,
+    self, AddressCondition, AddressLists, ListMissing, RawAddressCondition, RawTimeWindow,
+    TimeWindow,
 };
 use crate::verify::UnixSeconds;
 use std::net::IpAddr;
@@ -204,23 +205,25 @@ impl fmt::Display for Unmet {
 /// Checks the request's context against `requirements`: the `client` address (when a rule
 /// reads it; `None` if it cannot be known, which no address condition accepts) and `now`.
 /// Before any token work: a request from the wrong place or at the wrong time is refused
-/// whoever sends it.
+/// whoever sends it. The outer `Err`: an address list the answer needs cannot be consulted,
+/// so there is no answer.
 pub fn check_context(
     requirements: &Requirements,
     client: impl FnOnce() -> Option<IpAddr>,
+    lists: &dyn AddressLists,
     now: UnixSeconds,
-) -> Result<(), Unmet> {
+) -> Result<Result<(), Unmet>, ListMissing> {
     if let Some(condition) = &requirements.source_ips {
-        if !condition.holds(client()) {
-            return Err(Unmet::SourceAddress);
+        if !condition.holds(client(), lists)? {
+            return Ok(Err(Unmet::SourceAddress));
         }
     }
     if let Some(window) = &requirements.time {
         if !window.contains(now) {
-            return Err(Unmet::OutsideTimeWindow);
+            return Ok(Err(Unmet::OutsideTimeWindow));
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Checks a verified token's `identity` against `requirements` at `now`: authentication
@@ -435,8 +438,13 @@ fn quantified<R, T>(
 }
 
 /// A rule's `require`: at least one condition.
-pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
-    let requirements = conditions(field, raw)?;
+/// `list_names`: the configuration's `address_lists`, by position.
+pub(crate) fn validate(
+    field: &str,
+    raw: RawRequirements,
+    list_names: &[&str],
+) -> Result<Requirements, FieldError> {
+    let requirements = conditions(field, raw, list_names)?;
     if requirements.is_nothing() {
         return Err(field_error(
             field,
@@ -448,7 +456,11 @@ pub(crate) fn validate(field: &str, raw: RawRequirements) -> Result<Requirements
 
 /// A deny rule's `deny`: the conditions under which it refuses; none (`{}`) refuses every
 /// request it matches.
-pub(crate) fn validate_deny(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
+pub(crate) fn validate_deny(
+    field: &str,
+    raw: RawRequirements,
+    list_names: &[&str],
+) -> Result<Requirements, FieldError> {
     if raw.device.is_some() {
         return Err(field_error(
             format!("{field}.device"),
@@ -461,10 +473,14 @@ pub(crate) fn validate_deny(field: &str, raw: RawRequirements) -> Result<Require
             "only allow rules carry a Rego policy (`require.rego`): a policy can deny by itself",
         ));
     }
-    conditions(field, raw)
+    conditions(field, raw, list_names)
 }
 
-fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldError> {
+fn conditions(
+    field: &str,
+    raw: RawRequirements,
+    list_names: &[&str],
+) -> Result<Requirements, FieldError> {
     let scopes = raw
         .scopes
         .map(|list| {
@@ -520,7 +536,13 @@ fn conditions(field: &str, raw: RawRequirements) -> Result<Requirements, FieldEr
     }
     let source_ips = raw
         .source_ips
-        .map(|raw| request_context::validate_address_condition(&format!("{field}.source_ips"), raw))
+        .map(|raw| {
+            request_context::validate_address_condition(
+                &format!("{field}.source_ips"),
+                raw,
+                list_names,
+            )
+        })
         .transpose()?;
     let time = raw
         .time
@@ -652,7 +674,7 @@ mod tests {
     fn requirements(raw: Value) -> Result<Requirements, FieldError> {
         let raw: RawRequirements = serde_json::from_value(raw)
             .map_err(|error| field_error("rules[0].require", error.to_string()))?;
-        validate("rules[0].require", raw)
+        validate("rules[0].require", raw, &[])
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! Keys from the identity provider: a sans-I/O state machine per provider.
+//! Documents fetched at run time — identity providers' keys and address lists — by a sans-I/O
+//! state machine per source.
 //!
-//! A [`KeyFetcher`] never performs I/O and never reads a clock. The adapter asks it
-//! [`KeyFetcher::poll`] whether a call is due, [`KeyFetcher::start`]s it, tells it the answer
-//! ([`KeyFetcher::on_response`]) or that there was none ([`KeyFetcher::on_failure`]), and asks
-//! [`KeyFetcher::keys`] which keys are in force. With discovery, the fetcher first reads the
+//! A [`Fetcher`] never performs I/O and never reads a clock. The adapter asks it
+//! [`Fetcher::poll`] whether a call is due, [`Fetcher::start`]s it, tells it the answer
+//! ([`Fetcher::on_response`]) or that there was none ([`Fetcher::on_failure`]), and asks
+//! [`Fetcher::keys`] which keys are in force ([`Fetcher::addresses`]: which address list).
+//! With discovery, the fetcher first reads the
 //! OpenID configuration (whose `issuer` must be the configured one) and then its `jwks_uri`.
 //!
 //! The rules it keeps:
@@ -14,13 +16,15 @@
 //! - a bad answer (not 200, not JSON, too large, no usable key) never replaces good keys: it is
 //!   retried with exponential backoff, and the last good keys stay in force until
 //!   `max_stale_seconds` after they were due for refresh — then no keys, and requests get `503`;
+//!   an address list keeps the same rules (its document is read whole or not at all);
 //! - an unknown `kid` may trigger one refetch per `min_refetch_seconds`;
-//! - the worker that fetched publishes a [`SharedKeys`] record (keys, schedule, failure count,
+//! - the worker that fetched publishes a [`SharedRecord`] record (keys, schedule, failure count,
 //!   generation); the others adopt it, so the whole proxy keeps one schedule and one backoff.
 
 use serde_json::Value;
 
 use crate::jwks::{JwksError, KeySet, SkippedKey};
+use crate::request_context::{AddressSet, ListError};
 use crate::verify::UnixSeconds;
 
 /// Shortest refresh interval a `Cache-Control: max-age` may ask for.
@@ -29,6 +33,9 @@ pub const MIN_REFRESH_SECONDS: u64 = 30;
 pub const MAX_REFRESH_SECONDS: u64 = 86_400;
 /// Largest JWKS or discovery document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+/// Largest address list accepted: room for [`crate::request_context::MAX_LIST_ENTRIES`]
+/// IPv4 blocks with comments.
+pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 /// First retry delay after a failure; doubles per consecutive failure.
 const FIRST_RETRY_SECONDS: i64 = 1;
 /// Longest retry delay.
@@ -79,19 +86,19 @@ impl HttpUri {
     }
 }
 
-/// Where a provider's keys come from.
+/// Where a document comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyLocation {
-    /// A JWKS URI.
-    Jwks(HttpUri),
-    /// An OpenID configuration document whose `jwks_uri` is then fetched.
+pub enum Location {
+    /// The document's own URI (a JWKS, an address list).
+    Direct(HttpUri),
+    /// Keys only: an OpenID configuration document whose `jwks_uri` is then fetched.
     Discovery(HttpUri),
 }
 
-/// Validated settings of a remote key source. Defaults are in `config`.
+/// Validated settings of a remote source. Defaults are in `config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteKeys {
-    pub location: KeyLocation,
+pub struct RemoteSettings {
+    pub location: Location,
     /// What the host dispatches to: an Envoy cluster name, a `host:port` elsewhere.
     pub upstream: String,
     /// With discovery: where the `jwks_uri` is fetched through, when its host is not the
@@ -103,6 +110,26 @@ pub struct RemoteKeys {
     pub min_refetch_seconds: u64,
     /// `http://` URIs allowed (and `jwks_uri`s from discovery).
     pub allow_http: bool,
+}
+
+/// What a source's documents are read as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// A JWKS, for the provider with this `issuer` (which discovery must name) and these
+    /// algorithms (a set must hold a key for one of them to be usable).
+    Keys {
+        issuer: String,
+        algorithms: Vec<crate::alg::Algorithm>,
+    },
+    /// An address list ([`AddressSet::parse_list`]).
+    AddressList,
+}
+
+/// What a fetched document holds.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Keys(KeySet),
+    Addresses(AddressSet),
 }
 
 /// An HTTP GET the adapter should dispatch.
@@ -118,6 +145,7 @@ pub struct FetchRequest {
 pub enum Document {
     Discovery,
     Jwks,
+    AddressList,
 }
 
 /// Why a fetch did not produce keys. Each is counted in the stats.
@@ -134,9 +162,10 @@ pub enum FetchError {
     /// The provider answered with a status other than 200 (redirects included: they are never
     /// followed).
     Status,
-    /// Larger than [`MAX_DOCUMENT_BYTES`], or more than [`crate::jwks::MAX_KEYS`] keys.
+    /// Larger than [`MAX_DOCUMENT_BYTES`] ([`MAX_LIST_BYTES`]), or more than
+    /// [`crate::jwks::MAX_KEYS`] keys ([`crate::request_context::MAX_LIST_ENTRIES`] entries).
     TooLarge,
-    /// Not a JSON object, or not a JWKS.
+    /// Not a JSON object, or not a JWKS; an address list with a line that is not an address.
     Malformed,
     /// A JWKS without any key usable for the provider's algorithms.
     NoUsableKey,
@@ -170,24 +199,29 @@ impl FetchError {
     }
 }
 
-/// The keys in force for a provider right now.
+/// What is in force for a source right now.
 #[derive(Debug, Clone, Copy)]
-pub enum KeysNow<'a> {
+pub enum InForce<'a, T> {
     /// Fetched and not yet due for refresh.
-    Fresh(&'a KeySet),
+    Fresh(&'a T),
     /// Due for refresh (which has not succeeded yet), still within `max_stale_seconds`.
-    Stale(&'a KeySet),
-    /// No keys yet, and a fetch is pending or will be retried: requests may wait.
+    Stale(&'a T),
+    /// Nothing yet, and a fetch is pending or will be retried: requests may wait.
     Pending,
-    /// No usable keys: the last fetch failed and nothing good is cached.
+    /// Nothing usable: the last fetch failed and nothing good is cached.
     Unavailable,
 }
 
-/// Keys as fetched, with when.
+/// The keys in force for a provider right now.
+pub type KeysNow<'a> = InForce<'a, KeySet>;
+/// The address list in force right now.
+pub type AddressesNow<'a> = InForce<'a, AddressSet>;
+
+/// A document as fetched and read, with when.
 #[derive(Debug, Clone)]
-pub struct FetchedKeys {
-    pub keys: KeySet,
-    /// The JWKS document as received, to share with other workers.
+pub struct Fetched {
+    pub content: Content,
+    /// The document as received, to share with other workers.
     pub document: Vec<u8>,
     pub fetched_at: UnixSeconds,
     pub refresh_at: UnixSeconds,
@@ -204,12 +238,12 @@ enum Phase {
     },
 }
 
-/// What [`KeyFetcher::poll`] asks of the adapter.
+/// What [`Fetcher::poll`] asks of the adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Poll {
     /// Nothing to do now.
     Idle,
-    /// A fetch is due: take the lease, then [`KeyFetcher::start`] it.
+    /// A fetch is due: take the lease, then [`Fetcher::start`] it.
     Due,
     /// The call in flight passed its deadline and now counts as a `timeout` failure: forget
     /// the call (a late answer is no longer wanted), publish and release the lease.
@@ -219,7 +253,7 @@ pub enum Poll {
 /// The proxy-wide state of one provider's keys, as the worker that last fetched publishes it
 /// for the others (through host shared data).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharedKeys {
+pub struct SharedRecord {
     /// Counts ended fetch attempts proxy-wide; a record is news only with a higher one.
     pub generation: u64,
     /// When the last attempt ended (it counts against the unknown-`kid` refetch limit).
@@ -228,11 +262,11 @@ pub struct SharedKeys {
     pub next_fetch_at: UnixSeconds,
     /// Consecutive failed attempts, proxy-wide: the backoff continues across workers.
     pub failures: u32,
-    /// The keys in force, if any were ever fetched.
-    pub keys: Option<SharedDocument>,
+    /// The document in force, if any was ever fetched.
+    pub document: Option<SharedDocument>,
 }
 
-/// A published JWKS and its schedule.
+/// A published document (JWKS, address list) and its schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedDocument {
     pub fetched_at: UnixSeconds,
@@ -245,49 +279,69 @@ pub struct SharedDocument {
 pub enum Progress {
     /// Discovery succeeded; the JWKS fetch follows at once.
     Discovered,
-    /// New keys are in force.
-    KeysUpdated { skipped: Vec<SkippedKey> },
+    /// A new document is in force (for keys: with the keys it left out).
+    Updated { skipped: Vec<SkippedKey> },
 }
 
-/// The key lifecycle of one provider (see the module docs).
+/// The document lifecycle of one source (see the module docs).
 #[derive(Debug, Clone)]
-pub struct KeyFetcher {
-    settings: RemoteKeys,
-    issuer: String,
-    /// Decides "usable": a set must hold a key for one of these.
-    algorithms: Vec<crate::alg::Algorithm>,
+pub struct Fetcher {
+    settings: RemoteSettings,
+    reading: Reading,
     phase: Phase,
-    /// From discovery (or the configured JWKS URI).
-    jwks_uri: Option<HttpUri>,
-    fetched: Option<FetchedKeys>,
+    /// The document's own URI: configured, or (for keys) from discovery.
+    document_uri: Option<HttpUri>,
+    fetched: Option<Fetched>,
     consecutive_failures: u32,
     last_attempt_at: Option<UnixSeconds>,
     /// Spreads refreshes: a value in `0..1000` chosen by the adapter.
     jitter_permille: u64,
-    /// Increases whenever the keys in force change.
+    /// Increases whenever the document in force changes.
     version: u64,
     /// Ended attempts, here or (through adoption) anywhere in the proxy.
     generation: u64,
 }
 
-impl KeyFetcher {
-    pub fn new(
-        settings: RemoteKeys,
+impl Fetcher {
+    /// The fetcher of a provider's keys.
+    pub fn for_keys(
+        settings: RemoteSettings,
         issuer: &str,
         algorithms: &[crate::alg::Algorithm],
         now: UnixSeconds,
         jitter_permille: u64,
-    ) -> KeyFetcher {
-        let jwks_uri = match &settings.location {
-            KeyLocation::Jwks(uri) => Some(uri.clone()),
-            KeyLocation::Discovery(_) => None,
-        };
-        KeyFetcher {
-            settings,
+    ) -> Fetcher {
+        let reading = Reading::Keys {
             issuer: issuer.to_owned(),
             algorithms: algorithms.to_vec(),
+        };
+        Fetcher::new(settings, reading, now, jitter_permille)
+    }
+
+    /// The fetcher of an address list (its location is always [`Location::Direct`]).
+    pub fn for_address_list(
+        settings: RemoteSettings,
+        now: UnixSeconds,
+        jitter_permille: u64,
+    ) -> Fetcher {
+        Fetcher::new(settings, Reading::AddressList, now, jitter_permille)
+    }
+
+    fn new(
+        settings: RemoteSettings,
+        reading: Reading,
+        now: UnixSeconds,
+        jitter_permille: u64,
+    ) -> Fetcher {
+        let document_uri = match &settings.location {
+            Location::Direct(uri) => Some(uri.clone()),
+            Location::Discovery(_) => None,
+        };
+        Fetcher {
+            settings,
+            reading,
             phase: Phase::Idle { next_fetch_at: now },
-            jwks_uri,
+            document_uri,
             fetched: None,
             consecutive_failures: 0,
             last_attempt_at: None,
@@ -297,7 +351,7 @@ impl KeyFetcher {
         }
     }
 
-    pub fn settings(&self) -> &RemoteKeys {
+    pub fn settings(&self) -> &RemoteSettings {
         &self.settings
     }
 
@@ -311,7 +365,7 @@ impl KeyFetcher {
         self.version
     }
 
-    pub fn fetched(&self) -> Option<&FetchedKeys> {
+    pub fn fetched(&self) -> Option<&Fetched> {
         self.fetched.as_ref()
     }
 
@@ -327,7 +381,7 @@ impl KeyFetcher {
     /// How long a request may wait for keys from `now`: the calls still needed (two with
     /// discovery before its `jwks_uri` is known) and a second of lease and tick slack each.
     pub fn wait_deadline(&self, now: UnixSeconds) -> UnixSeconds {
-        let calls = if self.jwks_uri.is_none() { 2 } else { 1 };
+        let calls = if self.document_uri.is_none() { 2 } else { 1 };
         now.saturating_add(self.call_seconds().saturating_add(1).saturating_mul(calls))
     }
 
@@ -344,12 +398,16 @@ impl KeyFetcher {
         }
     }
 
-    /// Starts the next call (when [`KeyFetcher::poll`] said [`Poll::Due`]): the fetcher counts
-    /// it as in flight until [`KeyFetcher::on_response`] or [`KeyFetcher::on_failure`].
+    /// Starts the next call (when [`Fetcher::poll`] said [`Poll::Due`]): the fetcher counts
+    /// it as in flight until [`Fetcher::on_response`] or [`Fetcher::on_failure`].
     pub fn start(&mut self, now: UnixSeconds) -> (Document, FetchRequest) {
-        let (document, uri) = match (&self.jwks_uri, &self.settings.location) {
-            (Some(uri), _) | (None, KeyLocation::Jwks(uri)) => (Document::Jwks, uri.clone()),
-            (None, KeyLocation::Discovery(uri)) => (Document::Discovery, uri.clone()),
+        let direct = match self.reading {
+            Reading::Keys { .. } => Document::Jwks,
+            Reading::AddressList => Document::AddressList,
+        };
+        let (document, uri) = match (&self.document_uri, &self.settings.location) {
+            (Some(uri), _) | (None, Location::Direct(uri)) => (direct, uri.clone()),
+            (None, Location::Discovery(uri)) => (Document::Discovery, uri.clone()),
         };
         self.phase = Phase::InFlight {
             document,
@@ -374,19 +432,35 @@ impl KeyFetcher {
         }
     }
 
-    /// The keys in force at `now`.
-    pub fn keys(&self, now: UnixSeconds) -> KeysNow<'_> {
+    /// What is in force at `now`.
+    pub fn in_force(&self, now: UnixSeconds) -> InForce<'_, Content> {
         match &self.fetched {
-            Some(fetched) if now < fetched.refresh_at => KeysNow::Fresh(&fetched.keys),
-            Some(fetched) if now <= self.stale_until(fetched) => KeysNow::Stale(&fetched.keys),
+            Some(fetched) if now < fetched.refresh_at => InForce::Fresh(&fetched.content),
+            Some(fetched) if now <= self.stale_until(fetched) => InForce::Stale(&fetched.content),
             // Past the stale limit: nothing is in force until a fetch succeeds.
-            Some(_) => KeysNow::Unavailable,
-            None if self.consecutive_failures > 0 => KeysNow::Unavailable,
-            None => KeysNow::Pending,
+            Some(_) => InForce::Unavailable,
+            None if self.consecutive_failures > 0 => InForce::Unavailable,
+            None => InForce::Pending,
         }
     }
 
-    fn stale_until(&self, fetched: &FetchedKeys) -> UnixSeconds {
+    /// The keys in force at `now` (none for an address list's fetcher).
+    pub fn keys(&self, now: UnixSeconds) -> KeysNow<'_> {
+        self.in_force(now).map(|content| match content {
+            Content::Keys(keys) => Some(keys),
+            Content::Addresses(_) => None,
+        })
+    }
+
+    /// The address list in force at `now` (none for a key fetcher).
+    pub fn addresses(&self, now: UnixSeconds) -> AddressesNow<'_> {
+        self.in_force(now).map(|content| match content {
+            Content::Addresses(addresses) => Some(addresses),
+            Content::Keys(_) => None,
+        })
+    }
+
+    fn stale_until(&self, fetched: &Fetched) -> UnixSeconds {
         fetched
             .refresh_at
             .saturating_add(seconds(self.settings.max_stale_seconds))
@@ -440,17 +514,17 @@ impl KeyFetcher {
         if status != 200 {
             return Err(failed_status(status, body));
         }
-        if body.len() > MAX_DOCUMENT_BYTES {
+        if body.len() > self.max_document_bytes() {
             return Err(FetchError::TooLarge);
         }
         match document {
             Document::Discovery => {
                 let jwks_uri = self.jwks_uri_from_discovery(body)?;
-                self.jwks_uri = Some(jwks_uri);
+                self.document_uri = Some(jwks_uri);
                 self.phase = Phase::Idle { next_fetch_at: now };
                 Ok(Progress::Discovered)
             }
-            Document::Jwks => {
+            Document::Jwks | Document::AddressList => {
                 let refresh = refresh_interval(self.settings.refresh_seconds, cache_control);
                 let refresh_at = now.saturating_add(self.jittered(refresh));
                 let skipped = self.install(body, now, refresh_at)?;
@@ -459,7 +533,7 @@ impl KeyFetcher {
                 self.phase = Phase::Idle {
                     next_fetch_at: refresh_at,
                 };
-                Ok(Progress::KeysUpdated { skipped })
+                Ok(Progress::Updated { skipped })
             }
         }
     }
@@ -487,17 +561,17 @@ impl KeyFetcher {
     }
 
     /// The proxy-wide record to publish after an attempt ended here.
-    pub fn to_share(&self) -> SharedKeys {
+    pub fn to_share(&self) -> SharedRecord {
         let next_fetch_at = match self.phase {
             Phase::Idle { next_fetch_at } => next_fetch_at,
             Phase::InFlight { deadline, .. } => deadline,
         };
-        SharedKeys {
+        SharedRecord {
             generation: self.generation,
             attempted_at: self.last_attempt_at.unwrap_or(0),
             next_fetch_at,
             failures: self.consecutive_failures,
-            keys: self.fetched.as_ref().map(|fetched| SharedDocument {
+            document: self.fetched.as_ref().map(|fetched| SharedDocument {
                 fetched_at: fetched.fetched_at,
                 refresh_at: fetched.refresh_at,
                 document: fetched.document.clone(),
@@ -508,11 +582,11 @@ impl KeyFetcher {
     /// Takes over a record another worker published, if it is news (a higher generation):
     /// its keys (when they differ from ours), its schedule, its failure count and its last
     /// attempt. A call in flight here keeps its own schedule.
-    pub fn adopt(&mut self, shared: &SharedKeys) -> Result<bool, FetchError> {
+    pub fn adopt(&mut self, shared: &SharedRecord) -> Result<bool, FetchError> {
         if shared.generation <= self.generation {
             return Ok(false);
         }
-        if let Some(published) = &shared.keys {
+        if let Some(published) = &shared.document {
             let same = self
                 .fetched
                 .as_ref()
@@ -551,41 +625,42 @@ impl KeyFetcher {
         fetched_at: UnixSeconds,
         refresh_at: UnixSeconds,
     ) -> Result<Vec<SkippedKey>, FetchError> {
-        let (keys, skipped) = KeySet::from_json(document).map_err(|error| match error {
-            JwksError::TooManyKeys => FetchError::TooLarge,
-            JwksError::NotAnObject | JwksError::MissingKeys => FetchError::Malformed,
-        })?;
-        let usable = keys.keys().iter().any(|key| {
-            self.algorithms
-                .iter()
-                .any(|algorithm| key.accepts(*algorithm))
-        });
-        if !usable {
-            return Err(FetchError::NoUsableKey);
-        }
-        self.fetched = Some(FetchedKeys {
-            keys,
+        let (content, skipped) = read(&self.reading, document)?;
+        self.fetched = Some(Fetched {
+            content,
             document: document.to_vec(),
             fetched_at,
             refresh_at,
         });
         self.version = self.version.wrapping_add(1);
         // With discovery, the next refresh reads the configuration again (it may move the JWKS).
-        if matches!(self.settings.location, KeyLocation::Discovery(_)) {
-            self.jwks_uri = None;
+        if matches!(self.settings.location, Location::Discovery(_)) {
+            self.document_uri = None;
         }
         Ok(skipped)
+    }
+
+    /// Largest document this source accepts.
+    pub fn max_document_bytes(&self) -> usize {
+        match self.reading {
+            Reading::Keys { .. } => MAX_DOCUMENT_BYTES,
+            Reading::AddressList => MAX_LIST_BYTES,
+        }
     }
 
     fn jwks_uri_from_discovery(&self, body: &[u8]) -> Result<HttpUri, FetchError> {
         let document: Value = serde_json::from_slice(body).map_err(|_| FetchError::Malformed)?;
         let issuer = document.get("issuer").and_then(Value::as_str);
-        if issuer != Some(self.issuer.as_str()) {
+        let expected = match &self.reading {
+            Reading::Keys { issuer, .. } => Some(issuer.as_str()),
+            Reading::AddressList => None,
+        };
+        if issuer.is_none() || issuer != expected {
             return Err(FetchError::Discovery);
         }
         let discovery_authority = match &self.settings.location {
-            KeyLocation::Discovery(uri) => Some(uri.authority.as_str()),
-            KeyLocation::Jwks(_) => None,
+            Location::Discovery(uri) => Some(uri.authority.as_str()),
+            Location::Direct(_) => None,
         };
         document
             .get("jwks_uri")
@@ -605,6 +680,45 @@ impl KeyFetcher {
     fn jittered(&self, interval: u64) -> i64 {
         let spread = (interval / 10).saturating_mul(self.jitter_permille) / 1000;
         seconds(interval.saturating_sub(spread))
+    }
+}
+
+/// Reads a fetched document as `reading` says; a document without anything usable is refused.
+fn read(reading: &Reading, document: &[u8]) -> Result<(Content, Vec<SkippedKey>), FetchError> {
+    match reading {
+        Reading::Keys { algorithms, .. } => {
+            let (keys, skipped) = KeySet::from_json(document).map_err(|error| match error {
+                JwksError::TooManyKeys => FetchError::TooLarge,
+                JwksError::NotAnObject | JwksError::MissingKeys => FetchError::Malformed,
+            })?;
+            let usable = keys
+                .keys()
+                .iter()
+                .any(|key| algorithms.iter().any(|algorithm| key.accepts(*algorithm)));
+            if !usable {
+                return Err(FetchError::NoUsableKey);
+            }
+            Ok((Content::Keys(keys), skipped))
+        }
+        Reading::AddressList => {
+            let addresses = AddressSet::parse_list(document).map_err(|error| match error {
+                ListError::TooManyEntries => FetchError::TooLarge,
+                ListError::NotText | ListError::BadLine { .. } => FetchError::Malformed,
+            })?;
+            Ok((Content::Addresses(addresses), Vec::new()))
+        }
+    }
+}
+
+impl<'a, T> InForce<'a, T> {
+    /// The same state, of a part of what is in force; `None` from `part` reads as unavailable.
+    fn map<U>(self, part: impl FnOnce(&'a T) -> Option<&'a U>) -> InForce<'a, U> {
+        match self {
+            InForce::Fresh(whole) => part(whole).map_or(InForce::Unavailable, InForce::Fresh),
+            InForce::Stale(whole) => part(whole).map_or(InForce::Unavailable, InForce::Stale),
+            InForce::Pending => InForce::Pending,
+            InForce::Unavailable => InForce::Unavailable,
+        }
     }
 }
 
@@ -644,28 +758,28 @@ pub fn refresh_interval(configured: u64, cache_control: Option<&str>) -> u64 {
     }
 }
 
-impl SharedKeys {
+impl SharedRecord {
     /// `wjwt2 <generation> <attempted_at> <next_fetch_at> <failures> [<fetched_at> <refresh_at>]`
-    /// on one line, then the JWKS as fetched, so workers adopting it parse exactly what the
+    /// on one line, then the document as fetched, so workers adopting it parse exactly what the
     /// fetcher accepted.
     pub fn encode(&self) -> Vec<u8> {
         let mut encoded = format!(
             "wjwt2 {} {} {} {}",
             self.generation, self.attempted_at, self.next_fetch_at, self.failures
         );
-        if let Some(keys) = &self.keys {
-            encoded.push_str(&format!(" {} {}", keys.fetched_at, keys.refresh_at));
+        if let Some(shared) = &self.document {
+            encoded.push_str(&format!(" {} {}", shared.fetched_at, shared.refresh_at));
         }
         encoded.push('\n');
         let mut encoded = encoded.into_bytes();
-        if let Some(keys) = &self.keys {
-            encoded.extend_from_slice(&keys.document);
+        if let Some(shared) = &self.document {
+            encoded.extend_from_slice(&shared.document);
         }
         encoded
     }
 
-    /// Reads what [`SharedKeys::encode`] wrote; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<SharedKeys> {
+    /// Reads what [`SharedRecord::encode`] wrote; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<SharedRecord> {
         let newline = bytes.iter().position(|byte| *byte == b'\n')?;
         let header = std::str::from_utf8(bytes.get(..newline)?).ok()?;
         let document = bytes.get(newline.checked_add(1)?..)?;
@@ -677,7 +791,7 @@ impl SharedKeys {
         let attempted_at = fields.next()?.parse().ok()?;
         let next_fetch_at = fields.next()?.parse().ok()?;
         let failures = fields.next()?.parse().ok()?;
-        let keys = match (fields.next(), fields.next(), fields.next()) {
+        let shared = match (fields.next(), fields.next(), fields.next()) {
             (None, None, None) if document.is_empty() => None,
             (Some(fetched_at), Some(refresh_at), None) => Some(SharedDocument {
                 fetched_at: fetched_at.parse().ok()?,
@@ -686,12 +800,12 @@ impl SharedKeys {
             }),
             _ => return None,
         };
-        Some(SharedKeys {
+        Some(SharedRecord {
             generation,
             attempted_at,
             next_fetch_at,
             failures,
-            keys,
+            document: shared,
         })
     }
 }
@@ -743,8 +857,8 @@ mod tests {
     const T0: i64 = 1_800_000_000;
     const ISSUER: &str = "https://idp.example.com";
 
-    fn settings(location: KeyLocation) -> RemoteKeys {
-        RemoteKeys {
+    fn settings(location: Location) -> RemoteSettings {
+        RemoteSettings {
             location,
             upstream: "idp".to_owned(),
             jwks_upstream: None,
@@ -756,10 +870,10 @@ mod tests {
         }
     }
 
-    fn jwks_fetcher() -> KeyFetcher {
+    fn jwks_fetcher() -> Fetcher {
         let uri = HttpUri::parse("https://idp.example.com/jwks").unwrap();
-        KeyFetcher::new(
-            settings(KeyLocation::Jwks(uri)),
+        Fetcher::for_keys(
+            settings(Location::Direct(uri)),
             ISSUER,
             &[Algorithm::Es256],
             T0,
@@ -771,11 +885,11 @@ mod tests {
         jwks(&[TestKey::P256]).to_string().into_bytes()
     }
 
-    fn due(fetcher: &mut KeyFetcher, now: i64) -> bool {
+    fn due(fetcher: &mut Fetcher, now: i64) -> bool {
         fetcher.poll(now) == Poll::Due
     }
 
-    fn fresh(fetcher: &KeyFetcher, now: i64) -> bool {
+    fn fresh(fetcher: &Fetcher, now: i64) -> bool {
         matches!(fetcher.keys(now), KeysNow::Fresh(_))
     }
 
@@ -814,7 +928,7 @@ mod tests {
         let progress = fetcher
             .on_response(T0 + 1, 200, None, &good_jwks())
             .unwrap();
-        assert_eq!(progress, Progress::KeysUpdated { skipped: vec![] });
+        assert_eq!(progress, Progress::Updated { skipped: vec![] });
         assert!(fresh(&fetcher, T0 + 1));
         assert!(!due(&mut fetcher, T0 + 600));
         assert!(due(&mut fetcher, T0 + 601));
@@ -980,9 +1094,9 @@ mod tests {
     fn discovery_reads_the_configuration_then_its_jwks() {
         let discovery =
             HttpUri::parse("https://idp.example.com/.well-known/openid-configuration").unwrap();
-        let mut discovery_settings = settings(KeyLocation::Discovery(discovery));
+        let mut discovery_settings = settings(Location::Discovery(discovery));
         discovery_settings.jwks_upstream = Some("keys".to_owned());
-        let mut fetcher = KeyFetcher::new(discovery_settings, ISSUER, &[Algorithm::Es256], T0, 0);
+        let mut fetcher = Fetcher::for_keys(discovery_settings, ISSUER, &[Algorithm::Es256], T0, 0);
         let (document, request) = fetcher.start(T0);
         assert_eq!(
             (document, request.uri.path.as_str()),
@@ -1028,7 +1142,7 @@ mod tests {
         let mut leader = jwks_fetcher();
         leader.start(T0);
         leader.on_response(T0, 200, None, &good_jwks()).unwrap();
-        let published = SharedKeys::decode(&leader.to_share().encode()).unwrap();
+        let published = SharedRecord::decode(&leader.to_share().encode()).unwrap();
         assert_eq!(published, leader.to_share());
         assert_eq!((published.generation, published.failures), (1, 0));
 
@@ -1049,6 +1163,77 @@ mod tests {
             !follower.request_refetch(T0 + 5),
             "the publisher's fetch counts for the rate limit"
         );
+    }
+
+    fn list_fetcher() -> Fetcher {
+        let uri = HttpUri::parse("https://lists.example.com/drop.txt").unwrap();
+        Fetcher::for_address_list(settings(Location::Direct(uri)), T0, 0)
+    }
+
+    fn listed(fetcher: &Fetcher, now: i64, address: &str) -> Option<bool> {
+        match fetcher.addresses(now) {
+            InForce::Fresh(set) | InForce::Stale(set) => {
+                Some(set.contains(address.parse().unwrap()))
+            }
+            InForce::Pending | InForce::Unavailable => None,
+        }
+    }
+
+    #[test]
+    fn address_lists_are_fetched_refreshed_kept_and_shared_like_keys() {
+        let mut fetcher = list_fetcher();
+        assert!(matches!(fetcher.addresses(T0), InForce::Pending));
+        assert!(matches!(fetcher.keys(T0), InForce::Pending));
+        assert_eq!(fetcher.poll(T0), Poll::Due);
+        let (document, request) = fetcher.start(T0);
+        assert_eq!(document, Document::AddressList);
+        assert_eq!(request.uri.path, "/drop.txt");
+        let progress = fetcher.on_response(T0, 200, None, b"192.0.2.0/24\n");
+        assert_eq!(progress, Ok(Progress::Updated { skipped: vec![] }));
+        assert_eq!(listed(&fetcher, T0, "192.0.2.7"), Some(true));
+        assert_eq!(listed(&fetcher, T0, "198.51.100.7"), Some(false));
+        assert!(
+            matches!(fetcher.keys(T0), InForce::Unavailable),
+            "a list is no key set"
+        );
+        assert_eq!(fetcher.max_document_bytes(), MAX_LIST_BYTES);
+
+        // The refresh brings the new list; a bad one never replaces it.
+        assert_eq!(fetcher.poll(T0 + 600), Poll::Due);
+        fetcher.start(T0 + 600);
+        fetcher
+            .on_response(T0 + 600, 200, None, b"198.51.100.0/24\n")
+            .unwrap();
+        assert_eq!(listed(&fetcher, T0 + 600, "192.0.2.7"), Some(false));
+        assert_eq!(listed(&fetcher, T0 + 600, "198.51.100.7"), Some(true));
+        fetcher.start(T0 + 1200);
+        assert_eq!(
+            fetcher.on_response(T0 + 1200, 200, None, b"198.51.100.0/24\nnot an address\n"),
+            Err(FetchError::Malformed)
+        );
+        assert_eq!(listed(&fetcher, T0 + 1201, "198.51.100.7"), Some(true));
+        fetcher.start(T0 + 1202);
+        let too_large = vec![b'\n'; MAX_LIST_BYTES + 1];
+        assert_eq!(
+            fetcher.on_response(T0 + 1202, 200, None, &too_large),
+            Err(FetchError::TooLarge)
+        );
+        // Past the stale limit, nothing is in force.
+        assert!(matches!(
+            fetcher.addresses(T0 + 1200 + 3_601),
+            InForce::Unavailable
+        ));
+
+        // Another worker adopts the published list.
+        let mut leader = list_fetcher();
+        leader.start(T0);
+        leader
+            .on_response(T0, 200, None, b"203.0.113.0/24\n")
+            .unwrap();
+        let published = SharedRecord::decode(&leader.to_share().encode()).unwrap();
+        let mut follower = list_fetcher();
+        assert_eq!(follower.adopt(&published), Ok(true));
+        assert_eq!(listed(&follower, T0, "203.0.113.1"), Some(true));
     }
 
     #[test]
@@ -1084,7 +1269,7 @@ mod tests {
         let rotated = jwks(&[TestKey::P256, TestKey::P384])
             .to_string()
             .into_bytes();
-        let mut multi = KeyFetcher::new(
+        let mut multi = Fetcher::for_keys(
             current.settings().clone(),
             ISSUER,
             &[Algorithm::Es256, Algorithm::Es384],
@@ -1114,20 +1299,20 @@ mod tests {
             b"wjwt2 1 2 3 4 5 6 7\n{}",
         ] {
             assert_eq!(
-                SharedKeys::decode(garbage),
+                SharedRecord::decode(garbage),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(garbage)
             );
         }
-        let empty = SharedKeys {
+        let empty = SharedRecord {
             generation: 0,
             attempted_at: 0,
             next_fetch_at: 0,
             failures: 0,
-            keys: None,
+            document: None,
         };
-        assert_eq!(SharedKeys::decode(&empty.encode()), Some(empty));
+        assert_eq!(SharedRecord::decode(&empty.encode()), Some(empty));
         let lease = Lease {
             holder: 3,
             expires_at: T0 + 7,

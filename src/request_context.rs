@@ -70,21 +70,159 @@ fn mask(prefix: u32) -> u128 {
         .unwrap_or(0)
 }
 
-/// A condition on the client's address: in one of `any` (when given) and in none of `not`.
+/// Position of an address list in [`crate::config::Config::address_lists`].
+pub type ListIndex = usize;
+
+/// Most entries an address list may have.
+pub const MAX_LIST_ENTRIES: usize = 250_000;
+
+/// A set of addresses given as blocks: disjoint ranges in order, so that a list of hundreds
+/// of thousands of blocks is searched in a few steps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AddressSet {
+    /// First and last address of each range (as in [`Cidr`]), sorted, not overlapping.
+    ranges: Vec<(u128, u128)>,
+}
+
+/// Why an address list document was refused (it never replaces a good one).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    /// More than [`MAX_LIST_ENTRIES`] entries.
+    TooManyEntries,
+    /// Not UTF-8 text.
+    NotText,
+    /// A line (counted from 1) that is not one address or block.
+    BadLine { line: usize, problem: String },
+}
+
+impl AddressSet {
+    pub fn from_blocks(blocks: impl IntoIterator<Item = Cidr>) -> AddressSet {
+        let mut ranges: Vec<(u128, u128)> = blocks
+            .into_iter()
+            .map(|block| (block.network, block.network | !mask(block.prefix)))
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+        for (first, last) in ranges {
+            match merged.last_mut() {
+                Some(previous) if first <= previous.1.saturating_add(1) => {
+                    previous.1 = previous.1.max(last);
+                }
+                _ => merged.push((first, last)),
+            }
+        }
+        AddressSet { ranges: merged }
+    }
+
+    /// Reads an address list: one address or CIDR block per line; blank lines and comments
+    /// (from `#` or `;` to the end of the line, as in Spamhaus DROP and FireHOL lists) are
+    /// ignored. Any other line refuses the whole document: a list read in part would let
+    /// through the addresses it failed to read.
+    pub fn parse_list(document: &[u8]) -> Result<AddressSet, ListError> {
+        let text = std::str::from_utf8(document).map_err(|_| ListError::NotText)?;
+        let mut blocks = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let content = line.split(['#', ';']).next().unwrap_or_default().trim();
+            if content.is_empty() {
+                continue;
+            }
+            if blocks.len() >= MAX_LIST_ENTRIES {
+                return Err(ListError::TooManyEntries);
+            }
+            let block = Cidr::parse(content).map_err(|problem| ListError::BadLine {
+                line: index.saturating_add(1),
+                problem,
+            })?;
+            blocks.push(block);
+        }
+        Ok(AddressSet::from_blocks(blocks))
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = as_u128(address);
+        // The last range starting at or before the address is the only one that can hold it.
+        let after = self.ranges.partition_point(|(first, _)| *first <= address);
+        after
+            .checked_sub(1)
+            .and_then(|index| self.ranges.get(index))
+            .is_some_and(|(_, last)| address <= *last)
+    }
+
+    /// Disjoint ranges the set holds (adjacent and overlapping blocks merged).
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+}
+
+/// The address lists a condition names, as they are at the moment of the decision.
+pub trait AddressLists {
+    /// The list in force, or why there is none.
+    fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing>;
+}
+
+/// An address list a condition names cannot be consulted: nothing is decided without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListMissing {
+    pub list: ListIndex,
+    /// Not fetched yet, and a fetch is pending: the request may wait for it. Otherwise the list
+    /// cannot be had (fetches fail and nothing good is cached, or it is past its stale limit).
+    pub pending: bool,
+}
+
+/// A condition on the client's address: in one of `any` or of the lists `any_lists` (when
+/// either is given), and in none of `not` nor of the lists `not_lists`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AddressCondition {
     pub any: Option<Vec<Cidr>>,
     pub not: Vec<Cidr>,
+    pub any_lists: Vec<ListIndex>,
+    pub not_lists: Vec<ListIndex>,
 }
 
 impl AddressCondition {
     /// An unknown address meets no condition: it cannot be shown to be inside, nor outside.
-    pub fn holds(&self, address: Option<IpAddr>) -> bool {
+    /// A list the answer depends on that cannot be consulted is an error, never a guess.
+    pub fn holds(
+        &self,
+        address: Option<IpAddr>,
+        lists: &dyn AddressLists,
+    ) -> Result<bool, ListMissing> {
         let Some(address) = address else {
-            return false;
+            return Ok(false);
         };
-        let inside = |blocks: &[Cidr]| blocks.iter().any(|block| block.contains(address));
-        self.any.as_deref().is_none_or(inside) && !inside(&self.not)
+        let in_blocks = |blocks: &[Cidr]| blocks.iter().any(|block| block.contains(address));
+        let in_lists = |indices: &[ListIndex]| -> Result<bool, ListMissing> {
+            for list in indices {
+                if lists.address_list(*list)?.contains(address) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        if in_blocks(&self.not) || in_lists(&self.not_lists)? {
+            return Ok(false);
+        }
+        if self.any.is_none() && self.any_lists.is_empty() {
+            return Ok(true);
+        }
+        Ok(self.any.as_deref().is_some_and(in_blocks) || in_lists(&self.any_lists)?)
+    }
+
+    /// The remote lists this condition consults.
+    pub fn lists(&self) -> impl Iterator<Item = ListIndex> + '_ {
+        self.any_lists.iter().chain(&self.not_lists).copied()
+    }
+}
+
+/// For decisions without remote address lists (and tests): every list is unavailable.
+pub struct NoAddressLists;
+
+impl AddressLists for NoAddressLists {
+    fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
+        Err(ListMissing {
+            list,
+            pending: false,
+        })
     }
 }
 
@@ -208,6 +346,8 @@ pub(crate) struct RawClientAddress {
 pub(crate) struct RawAddressCondition {
     any: Option<Vec<String>>,
     not: Option<Vec<String>>,
+    any_lists: Option<Vec<String>>,
+    not_lists: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,10 +392,32 @@ pub(crate) fn validate_client_address(
     }
 }
 
+/// `list_names`: the configuration's `address_lists`, by position.
 pub(crate) fn validate_address_condition(
     field: &str,
     raw: RawAddressCondition,
+    list_names: &[&str],
 ) -> Result<AddressCondition, FieldError> {
+    let lists = |name: &str, names: Vec<String>| -> Result<Vec<ListIndex>, FieldError> {
+        if names.is_empty() {
+            return Err((format!("{field}.{name}"), "must not be empty".to_owned()));
+        }
+        names
+            .iter()
+            .enumerate()
+            .map(|(index, wanted)| {
+                list_names
+                    .iter()
+                    .position(|known| known == wanted)
+                    .ok_or_else(|| {
+                        (
+                            format!("{field}.{name}[{index}]"),
+                            format!("{wanted:?} is not one of the top-level `address_lists`"),
+                        )
+                    })
+            })
+            .collect()
+    };
     let blocks = |name: &str, list: Vec<String>| -> Result<Vec<Cidr>, FieldError> {
         if list.is_empty() {
             return Err((format!("{field}.{name}"), "must not be empty".to_owned()));
@@ -267,14 +429,28 @@ pub(crate) fn validate_address_condition(
             })
             .collect()
     };
-    if raw.any.is_none() && raw.not.is_none() {
-        return Err((field.to_owned(), "give `any`, `not` or both".to_owned()));
+    if raw.any.is_none() && raw.not.is_none() && raw.any_lists.is_none() && raw.not_lists.is_none()
+    {
+        return Err((
+            field.to_owned(),
+            "give at least one of `any`, `not`, `any_lists`, `not_lists`".to_owned(),
+        ));
     }
     Ok(AddressCondition {
         any: raw.any.map(|list| blocks("any", list)).transpose()?,
         not: raw
             .not
             .map(|list| blocks("not", list))
+            .transpose()?
+            .unwrap_or_default(),
+        any_lists: raw
+            .any_lists
+            .map(|names| lists("any_lists", names))
+            .transpose()?
+            .unwrap_or_default(),
+        not_lists: raw
+            .not_lists
+            .map(|names| lists("not_lists", names))
             .transpose()?
             .unwrap_or_default(),
     })
@@ -434,17 +610,172 @@ mod tests {
         let condition = AddressCondition {
             any: Some(vec![cidr("10.0.0.0/8")]),
             not: vec![cidr("10.6.0.0/16")],
+            ..AddressCondition::default()
         };
-        assert!(condition.holds(Some(ip("10.5.0.1"))));
-        assert!(!condition.holds(Some(ip("10.6.0.1"))));
-        assert!(!condition.holds(Some(ip("192.0.2.1"))));
-        assert!(!condition.holds(None), "an unknown address meets nothing");
+        let holds = |address| condition.holds(address, &NoAddressLists).unwrap();
+        assert!(holds(Some(ip("10.5.0.1"))));
+        assert!(!holds(Some(ip("10.6.0.1"))));
+        assert!(!holds(Some(ip("192.0.2.1"))));
+        assert!(!holds(None), "an unknown address meets nothing");
         let deny_list = AddressCondition {
-            any: None,
             not: vec![cidr("203.0.113.0/24")],
+            ..AddressCondition::default()
         };
-        assert!(deny_list.holds(Some(ip("192.0.2.1"))));
-        assert!(!deny_list.holds(Some(ip("203.0.113.5"))));
+        assert!(deny_list
+            .holds(Some(ip("192.0.2.1")), &NoAddressLists)
+            .unwrap());
+        assert!(!deny_list
+            .holds(Some(ip("203.0.113.5")), &NoAddressLists)
+            .unwrap());
+    }
+
+    /// Address lists as a test sets them: `None` is a list that cannot be had.
+    struct FixedLists(Vec<Option<AddressSet>>);
+
+    impl AddressLists for FixedLists {
+        fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
+            self.0
+                .get(list)
+                .and_then(Option::as_ref)
+                .ok_or(ListMissing {
+                    list,
+                    pending: false,
+                })
+        }
+    }
+
+    #[test]
+    fn address_lists_are_read_line_by_line_with_comments() {
+        let document = b"; Spamhaus-style header\n\
+            192.0.2.0/24 ; SBL000001\n\
+            \n\
+            # FireHOL-style comment\n\
+            198.51.100.7\r\n\
+            2001:db8::/32   \n\
+            192.0.2.128/25\n";
+        let set = AddressSet::parse_list(document).unwrap();
+        assert_eq!(set.range_count(), 3, "the /25 merges into the /24");
+        for inside in [
+            "192.0.2.0",
+            "192.0.2.255",
+            "198.51.100.7",
+            "2001:db8:ffff::1",
+        ] {
+            assert!(set.contains(ip(inside)), "{inside}");
+        }
+        for outside in [
+            "192.0.1.255",
+            "192.0.3.0",
+            "198.51.100.6",
+            "198.51.100.8",
+            "2001:db9::",
+        ] {
+            assert!(!set.contains(ip(outside)), "{outside}");
+        }
+        assert!(
+            set.contains(ip("::ffff:192.0.2.9")),
+            "IPv4-mapped reads as IPv4"
+        );
+        assert!(!AddressSet::default().contains(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn adjacent_and_overlapping_blocks_merge_and_still_answer_exactly() {
+        let set = AddressSet::from_blocks(
+            [
+                "10.0.0.0/9",
+                "10.128.0.0/9",
+                "10.1.0.0/16",
+                "11.0.0.1",
+                "11.0.0.3",
+            ]
+            .map(cidr),
+        );
+        assert_eq!(set.range_count(), 3);
+        assert!(set.contains(ip("10.255.255.255")));
+        assert!(set.contains(ip("11.0.0.1")));
+        assert!(!set.contains(ip("11.0.0.2")));
+        assert!(set.contains(ip("11.0.0.3")));
+        assert!(!set.contains(ip("9.255.255.255")));
+        let everything = AddressSet::from_blocks([cidr("::/0")]);
+        assert!(everything.contains(ip("2001:db8::1")));
+        assert!(everything.contains(ip("203.0.113.1")));
+    }
+
+    #[test]
+    fn a_bad_line_refuses_the_whole_list() {
+        assert_eq!(
+            AddressSet::parse_list(b"192.0.2.0/24\n192.0.2.1/24\n"),
+            Err(ListError::BadLine {
+                line: 2,
+                problem: "\"192.0.2.1/24\" has host bits set: write the network address".to_owned()
+            })
+        );
+        assert!(matches!(
+            AddressSet::parse_list(b"192.0.2.1 192.0.2.2\n"),
+            Err(ListError::BadLine { line: 1, .. })
+        ));
+        assert!(matches!(
+            AddressSet::parse_list(b"<html>not a list</html>"),
+            Err(ListError::BadLine { line: 1, .. })
+        ));
+        assert_eq!(AddressSet::parse_list(b"\xff\xfe"), Err(ListError::NotText));
+        let too_many = "10.0.0.1\n".repeat(MAX_LIST_ENTRIES + 1);
+        assert_eq!(
+            AddressSet::parse_list(too_many.as_bytes()),
+            Err(ListError::TooManyEntries)
+        );
+        assert_eq!(AddressSet::parse_list(b""), Ok(AddressSet::default()));
+    }
+
+    #[test]
+    fn list_conditions_consult_the_lists_and_never_guess() {
+        let lists = FixedLists(vec![
+            Some(AddressSet::from_blocks([cidr("203.0.113.0/24")])),
+            None,
+        ]);
+        let deny_listed = AddressCondition {
+            any_lists: vec![0],
+            ..AddressCondition::default()
+        };
+        assert_eq!(deny_listed.holds(Some(ip("203.0.113.9")), &lists), Ok(true));
+        assert_eq!(deny_listed.holds(Some(ip("192.0.2.1")), &lists), Ok(false));
+        let not_listed = AddressCondition {
+            not_lists: vec![0],
+            ..AddressCondition::default()
+        };
+        assert_eq!(not_listed.holds(Some(ip("203.0.113.9")), &lists), Ok(false));
+        assert_eq!(not_listed.holds(Some(ip("192.0.2.1")), &lists), Ok(true));
+        let inline_or_list = AddressCondition {
+            any: Some(vec![cidr("10.0.0.0/8")]),
+            any_lists: vec![0],
+            ..AddressCondition::default()
+        };
+        assert_eq!(inline_or_list.holds(Some(ip("10.1.1.1")), &lists), Ok(true));
+        assert_eq!(
+            inline_or_list.holds(Some(ip("203.0.113.1")), &lists),
+            Ok(true)
+        );
+        assert_eq!(
+            inline_or_list.holds(Some(ip("192.0.2.1")), &lists),
+            Ok(false)
+        );
+        let missing = AddressCondition {
+            not_lists: vec![1],
+            ..AddressCondition::default()
+        };
+        assert_eq!(
+            missing.holds(Some(ip("192.0.2.1")), &lists),
+            Err(ListMissing {
+                list: 1,
+                pending: false
+            })
+        );
+        assert_eq!(
+            missing.holds(None, &lists),
+            Ok(false),
+            "unknown address: no list needed"
+        );
     }
 
     fn request<'a>(headers: &'a [(String, String)], source: Option<IpAddr>) -> Request<'a> {
@@ -580,7 +911,10 @@ mod tests {
                 RawAddressCondition {
                     any: any.map(|list| list.iter().map(|item| (*item).to_owned()).collect()),
                     not: not.map(|list| list.iter().map(|item| (*item).to_owned()).collect()),
+                    any_lists: None,
+                    not_lists: None,
                 },
+                &[],
             )
             .unwrap_err()
             .0

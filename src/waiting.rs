@@ -1,8 +1,7 @@
-//! Requests parked until their provider's keys arrive: a bounded list the adapter keeps per
-//! worker. Bounded, because during an identity-provider outage every request would otherwise
+//! Requests parked until their provider's keys (or an address list) arrive: a bounded list
+//! the adapter keeps per worker. Bounded, because during an identity-provider outage every request would otherwise
 //! park and hold its headers; past the capacity a request is decided at once (`503`).
 
-use crate::config::ProviderIndex;
 use crate::verify::UnixSeconds;
 
 /// At most this many requests wait per worker by default.
@@ -13,8 +12,9 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 pub struct Waiter<R> {
     /// The host's id of the request's stream.
     pub context_id: u32,
-    pub provider: ProviderIndex,
-    /// The provider's key version and attempt generation when the request parked: a change of
+    /// What it waits for, as the adapter numbers its remote sources.
+    pub source: usize,
+    /// The source's document version and attempt generation when the request parked: a change of
     /// either means new keys or an ended attempt, and wakes it.
     pub version: u64,
     pub generation: u64,
@@ -96,7 +96,7 @@ mod tests {
     fn waiter(context_id: u32, deadline: UnixSeconds) -> Waiter<()> {
         Waiter {
             context_id,
-            provider: 0,
+            source: 0,
             version: 1,
             generation: 1,
             deadline,

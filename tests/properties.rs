@@ -27,9 +27,9 @@ mod support;
 use serde_json::{json, Value};
 use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::config::{Config, KeySource, ProviderIndex};
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
+use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteDocuments, Services};
 use wasm_jwt_authn::jwks::KeySet;
-use wasm_jwt_authn::remote::KeysNow;
+use wasm_jwt_authn::remote::{AddressesNow, KeysNow};
 use wasm_jwt_authn::token::{self, Request};
 use wasm_jwt_authn::token_cache::TokenCache;
 use wasm_jwt_authn::verify::{self, UnixSeconds};
@@ -167,9 +167,13 @@ fn load(document: &Value) -> Config {
 /// Remote keys that are always there: the remote provider's decisions run to the end.
 struct AlwaysFresh(KeySet);
 
-impl RemoteKeyLookup for AlwaysFresh {
+impl RemoteDocuments for AlwaysFresh {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
         KeysNow::Fresh(&self.0)
+    }
+
+    fn address_list_now(&self, _list: usize, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
     }
 }
 
@@ -252,11 +256,11 @@ fn decide(config: &Config, remote: &AlwaysFresh, carrier: Carrier, token: &str) 
 /// Decides with the portable signature code and no token cache.
 fn authenticate_portably(
     config: &Config,
-    remote: &dyn RemoteKeyLookup,
+    remote: &dyn RemoteDocuments,
     request: &Request<'_>,
 ) -> Decision {
     let mut services = Services {
-        remote_keys: remote,
+        remote,
         signatures: &Portable,
         token_cache: &mut TokenCache::new(0),
     };

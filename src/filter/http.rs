@@ -47,8 +47,13 @@ impl AuthnHttpContext {
     }
 }
 
-fn is_keys_unavailable(decision: &Decision) -> bool {
-    matches!(decision, Decision::Deny(denial) if denial.reason() == Reason::KeysUnavailable)
+/// Keys or an address list are unavailable: perhaps only in this worker, so far.
+fn is_remote_unavailable(decision: &Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Deny(denial)
+            if matches!(denial.reason(), Reason::KeysUnavailable | Reason::AddressListUnavailable)
+    )
 }
 
 fn action(applied: Applied) -> Action {
@@ -108,8 +113,8 @@ impl AuthnHttpContext {
             ));
         };
         let mut decision = shared.decide(&request, now, Attempt::First);
-        if is_keys_unavailable(&decision) {
-            // Another worker may have fetched keys since this worker's last tick.
+        if is_remote_unavailable(&decision) {
+            // Another worker may have fetched them since this worker's last tick.
             super::keys::adopt_if_unavailable(&shared, context_id, now);
             decision = shared.decide(&request, now, Attempt::First);
         }

@@ -1,12 +1,13 @@
-//! The worker's key store: one [`KeyFetcher`] per remote provider, the fetch calls in flight,
-//! and the requests parked until keys arrive.
+//! The worker's store of remote documents: one [`Fetcher`] per provider with remote keys and
+//! per address list, the fetch calls in flight, and the requests parked until they arrive.
+//! Sources are numbered providers first (by [`ProviderIndex`]), then address lists.
 //!
-//! Workers share keys through host shared data, under names that carry a digest of the
-//! provider's key settings (so two configurations with a provider of the same name never
-//! exchange keys). Two records per provider:
+//! Workers share documents through host shared data, under names that carry a digest of the
+//! source's settings (so two configurations with a source of the same name never exchange
+//! documents). Two records per source:
 //! - the **lease**: the worker that takes it (compare-and-swap) fetches; it expires, so a
 //!   worker that stops answering is replaced, and only its holder frees it;
-//! - the **keys record** ([`SharedKeys`]): what the last attempt left — keys, schedule, failure
+//! - the **keys record** ([`SharedRecord`]): what the last attempt left — keys, schedule, failure
 //!   count, generation. The fetcher publishes it with compare-and-swap against the record it
 //!   read when it took the lease, so a slow worker can never overwrite newer news; the others
 //!   adopt it on their next tick (200 ms) instead of fetching.
@@ -17,17 +18,19 @@ use std::time::Duration;
 use super::abi::{self, BufferType, LogLevel, MapType};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{Config, KeySource, Provider, ProviderIndex};
-use crate::decision::{Attempt, Decision, RemoteKeyLookup, Wait, WaitCause};
+use crate::config::{AddressList, Config, KeySource, Provider, ProviderIndex, RemoteSource};
+use crate::decision::{Attempt, Decision, RemoteDocuments, Wait, WaitCause};
 use crate::remote::{
-    FetchError, KeyFetcher, KeysNow, Lease, Poll, Progress, RemoteKeys, SharedKeys,
-    MAX_DOCUMENT_BYTES,
+    AddressesNow, Document, FetchError, Fetcher, InForce, KeysNow, Lease, Poll, Progress,
+    RemoteSettings, SharedRecord,
 };
+use crate::request_context::ListIndex;
 use crate::token::Request;
 use crate::verify::UnixSeconds;
 use crate::waiting::{self, WaitList, Waiter};
 
 use super::apply::{self, Applied};
+use super::stats::SourceKind;
 use super::{log, Shared};
 
 /// A non-200 body is read only this far: enough to tell the proxy's own replies apart.
@@ -71,9 +74,9 @@ impl OwnedRequest {
     }
 }
 
-/// One remote provider's fetcher and its shared-data records.
-struct RemoteProvider {
-    fetcher: KeyFetcher,
+/// One remote source's fetcher and its shared-data records.
+struct Remote {
+    fetcher: Fetcher,
     keys_record: String,
     lease_record: String,
     /// The CAS of the keys record last adopted or published: unchanged means nothing new.
@@ -83,25 +86,46 @@ struct RemoteProvider {
 }
 
 pub(crate) struct KeyStore {
-    /// Per provider; `None` for inline keys.
-    remote: Vec<Option<RemoteProvider>>,
+    /// Per provider (`None` for inline keys), then per address list.
+    remote: Vec<Option<Remote>>,
+    /// Where the address lists start in `remote`.
+    provider_count: usize,
     /// This worker's identity in leases.
     worker: u64,
     waiting: WaitList<OwnedRequest>,
 }
 
-impl RemoteKeyLookup for KeyStore {
+impl RemoteDocuments for KeyStore {
     fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_> {
         match self.remote.get(provider) {
             Some(Some(remote)) => remote.fetcher.keys(now),
             _ => KeysNow::Unavailable,
         }
     }
+
+    fn address_list_now(&self, list: ListIndex, now: UnixSeconds) -> AddressesNow<'_> {
+        match self.remote.get(self.provider_count.saturating_add(list)) {
+            Some(Some(remote)) => remote.fetcher.addresses(now),
+            _ => AddressesNow::Unavailable,
+        }
+    }
 }
 
-/// Names the shared-data records of a provider: its name for people, a digest of everything
-/// that decides which keys it trusts for safety.
-fn record_names(provider: &Provider, remote: &RemoteKeys) -> (String, String) {
+/// Names the shared-data records of a source: its kind and name for people, a digest of
+/// everything that decides what it trusts for safety.
+fn record_names(kind: &str, name: &str, identity: &str) -> (String, String) {
+    let digest: String = Sha256::digest(identity.as_bytes())
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    (
+        format!("wasm_jwt_authn.{kind}.{name}.{digest}"),
+        format!("wasm_jwt_authn.lease.{kind}.{name}.{digest}"),
+    )
+}
+
+fn key_records(provider: &Provider, remote: &RemoteSettings) -> (String, String) {
     let identity = format!(
         "{}\n{:?}\n{}\n{:?}\n{}\n{:?}",
         provider.issuer,
@@ -111,15 +135,16 @@ fn record_names(provider: &Provider, remote: &RemoteKeys) -> (String, String) {
         remote.allow_http,
         provider.algorithms
     );
-    let digest: String = Sha256::digest(identity.as_bytes())
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    (
-        format!("wasm_jwt_authn.keys.{}.{digest}", provider.name),
-        format!("wasm_jwt_authn.lease.{}.{digest}", provider.name),
-    )
+    record_names("keys", &provider.name, &identity)
+}
+
+fn list_records(list: &AddressList) -> (String, String) {
+    let remote = &list.remote;
+    let identity = format!(
+        "{:?}\n{}\n{}",
+        remote.location, remote.upstream, remote.allow_http
+    );
+    record_names("address_list", &list.name, &identity)
 }
 
 /// A value in `0..1000` from the host clock's sub-second part: spreads refreshes across
@@ -132,37 +157,44 @@ fn jitter_permille() -> u64 {
 
 impl KeyStore {
     pub(crate) fn new(config: &Config, worker: u64, now: UnixSeconds) -> KeyStore {
-        let remote = config
+        let remote = |fetcher, (keys_record, lease_record)| Remote {
+            fetcher,
+            keys_record,
+            lease_record,
+            seen_cas: None,
+            call: None,
+        };
+        let providers = config
             .providers
             .iter()
             .map(|provider| match &provider.keys {
                 KeySource::Inline(_) => None,
-                KeySource::Remote(settings) => {
-                    let (keys_record, lease_record) = record_names(provider, settings);
-                    Some(RemoteProvider {
-                        fetcher: KeyFetcher::new(
-                            settings.clone(),
-                            &provider.issuer,
-                            &provider.algorithms,
-                            now,
-                            jitter_permille(),
-                        ),
-                        keys_record,
-                        lease_record,
-                        seen_cas: None,
-                        call: None,
-                    })
-                }
-            })
-            .collect();
+                KeySource::Remote(settings) => Some(remote(
+                    Fetcher::for_keys(
+                        settings.clone(),
+                        &provider.issuer,
+                        &provider.algorithms,
+                        now,
+                        jitter_permille(),
+                    ),
+                    key_records(provider, settings),
+                )),
+            });
+        let lists = config.address_lists.iter().map(|list| {
+            Some(remote(
+                Fetcher::for_address_list(list.remote.clone(), now, jitter_permille()),
+                list_records(list),
+            ))
+        });
         KeyStore {
-            remote,
+            remote: providers.chain(lists).collect(),
+            provider_count: config.providers.len(),
             worker,
             waiting: WaitList::new(waiting::DEFAULT_CAPACITY),
         }
     }
 
-    pub(crate) fn has_remote_keys(&self) -> bool {
+    pub(crate) fn has_remote_documents(&self) -> bool {
         self.remote.iter().any(Option::is_some)
     }
 
@@ -171,12 +203,12 @@ impl KeyStore {
     /// compare-and-swap a missing key).
     pub(crate) fn create_records(&self) {
         for remote in self.remote.iter().flatten() {
-            let empty = SharedKeys {
+            let empty = SharedRecord {
                 generation: 0,
                 attempted_at: 0,
                 next_fetch_at: 0,
                 failures: 0,
-                keys: None,
+                document: None,
             };
             for (name, value) in [
                 (&remote.lease_record, FREE_LEASE.to_vec()),
@@ -199,7 +231,11 @@ impl KeyStore {
         request: OwnedRequest,
         now: UnixSeconds,
     ) -> Result<(), OwnedRequest> {
-        let Some(Some(remote)) = self.remote.get_mut(wait.provider) else {
+        let source = match wait.source {
+            RemoteSource::Keys(provider) => provider,
+            RemoteSource::AddressList(list) => self.provider_count.saturating_add(list),
+        };
+        let Some(Some(remote)) = self.remote.get_mut(source) else {
             return Err(request);
         };
         let fetcher = &mut remote.fetcher;
@@ -208,7 +244,7 @@ impl KeyStore {
         }
         let waiter = Waiter {
             context_id,
-            provider: wait.provider,
+            source,
             version: fetcher.version(),
             generation: fetcher.generation(),
             deadline: fetcher.wait_deadline(now),
@@ -226,18 +262,18 @@ impl KeyStore {
         self.waiting.forget(context_id);
     }
 
-    /// Takes the parked requests whose wait is over: keys changed, an attempt ended, keys
-    /// became unavailable, or the deadline passed.
+    /// Takes the parked requests whose wait is over: the document changed, an attempt ended,
+    /// it became unavailable, or the deadline passed.
     fn ready_waiters(&mut self, now: UnixSeconds) -> Vec<Waiter<OwnedRequest>> {
         let remote = &self.remote;
         self.waiting.take_ready(now, |waiter| {
-            let Some(Some(provider)) = remote.get(waiter.provider) else {
+            let Some(Some(source)) = remote.get(waiter.source) else {
                 return true;
             };
-            let fetcher = &provider.fetcher;
+            let fetcher = &source.fetcher;
             fetcher.version() != waiter.version
                 || fetcher.generation() != waiter.generation
-                || matches!(fetcher.keys(now), KeysNow::Unavailable)
+                || matches!(fetcher.in_force(now), InForce::Unavailable)
         })
     }
 }
@@ -273,28 +309,28 @@ pub(crate) fn apply_decision(shared: &Shared, context_id: u32, decision: &Decisi
 /// (when this worker gets the lease), give up on overdue calls, and wake requests whose wait
 /// is over.
 pub(crate) fn tick(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
-    let provider_count = shared.keys.borrow().remote.len();
-    for provider in 0..provider_count {
-        adopt_published(shared, root_context_id, provider);
-        let poll = match shared.keys.borrow_mut().remote.get_mut(provider) {
+    let source_count = shared.keys.borrow().remote.len();
+    for source in 0..source_count {
+        adopt_published(shared, root_context_id, source);
+        let poll = match shared.keys.borrow_mut().remote.get_mut(source) {
             Some(Some(remote)) => remote.fetcher.poll(now),
             _ => continue,
         };
         match poll {
             Poll::Idle => {}
-            Poll::Due => start_fetch(shared, root_context_id, provider, now),
+            Poll::Due => start_fetch(shared, root_context_id, source, now),
             // `finish_fetch` forgets the call: a late answer to it finds nothing to match.
             Poll::GaveUp => {
                 finish_fetch(
                     shared,
                     root_context_id,
-                    provider,
+                    source,
                     now,
                     Err(FetchError::Timeout),
                 );
             }
         }
-        record_key_gauges(shared, provider, now);
+        record_source_gauges(shared, source, now);
     }
     wake_ready(shared, now);
 }
@@ -321,10 +357,10 @@ pub(crate) fn release_all(shared: &Shared, now: UnixSeconds) {
     wake_all(shared, &parked, now);
 }
 
-/// Adopts the provider's keys record if another worker changed it.
-fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderIndex) {
+/// Adopts the source's record if another worker changed it.
+fn adopt_published(shared: &Shared, root_context_id: u32, source: usize) {
     let mut store = shared.keys.borrow_mut();
-    let Some(Some(remote)) = store.remote.get_mut(provider) else {
+    let Some(Some(remote)) = store.remote.get_mut(source) else {
         return;
     };
     let Ok((Some(bytes), cas)) = abi::get_shared_data(&remote.keys_record) else {
@@ -334,42 +370,46 @@ fn adopt_published(shared: &Shared, root_context_id: u32, provider: ProviderInde
         return;
     }
     remote.seen_cas = cas;
-    match SharedKeys::decode(&bytes).map(|published| remote.fetcher.adopt(&published)) {
-        Some(Ok(true)) => shared.stats.count_keys_adopted(),
+    match SharedRecord::decode(&bytes).map(|published| remote.fetcher.adopt(&published)) {
+        Some(Ok(true)) => shared.stats.count_adopted(source_kind(shared, source)),
         Some(Ok(false)) => {}
         Some(Err(error)) => log(
             LogLevel::Warn,
             root_context_id,
             &format!(
-                "keys published by another worker are not usable: {}",
+                "{}: the document published by another worker is not usable: {}",
+                source_name(shared, source),
                 error.as_str()
             ),
         ),
         None => log(
             LogLevel::Warn,
             root_context_id,
-            "keys published by another worker are unreadable",
+            &format!(
+                "{}: the record published by another worker is unreadable",
+                source_name(shared, source)
+            ),
         ),
     }
 }
 
-fn record_key_gauges(shared: &Shared, provider: ProviderIndex, now: UnixSeconds) {
+fn record_source_gauges(shared: &Shared, source: usize, now: UnixSeconds) {
     let store = shared.keys.borrow();
-    let Some(Some(remote)) = store.remote.get(provider) else {
+    let Some(Some(remote)) = store.remote.get(source) else {
         return;
     };
     let fetcher = &remote.fetcher;
     let age = fetcher.fetched().map_or(0, |fetched| {
         u64::try_from(now.saturating_sub(fetched.fetched_at)).unwrap_or(0)
     });
-    let stale = matches!(fetcher.keys(now), KeysNow::Stale(_));
-    shared.stats.record_keys(provider, age, stale);
+    let stale = matches!(fetcher.in_force(now), InForce::Stale(_));
+    shared.stats.record_source(source, age, stale);
 }
 
-/// Starts the provider's due fetch if this worker gets the lease.
-fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, now: UnixSeconds) {
+/// Starts the source's due fetch if this worker gets the lease.
+fn start_fetch(shared: &Shared, root_context_id: u32, source: usize, now: UnixSeconds) {
     let worker = shared.keys.borrow().worker;
-    let (lease_record, deadline) = match shared.keys.borrow().remote.get(provider) {
+    let (lease_record, deadline) = match shared.keys.borrow().remote.get(source) {
         Some(Some(remote)) => (
             remote.lease_record.clone(),
             remote.fetcher.wait_deadline(now),
@@ -379,28 +419,32 @@ fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, n
     if !take_lease(&lease_record, worker, now, deadline) {
         // Another worker is fetching; its result arrives through shared data. Look again
         // in a second in case it gives up.
-        if let Some(Some(remote)) = shared.keys.borrow_mut().remote.get_mut(provider) {
+        if let Some(Some(remote)) = shared.keys.borrow_mut().remote.get_mut(source) {
             remote.fetcher.defer(now.saturating_add(1));
         }
         return;
     }
     // What happened while we were not holding the lease may make this fetch unnecessary.
-    adopt_published(shared, root_context_id, provider);
+    adopt_published(shared, root_context_id, source);
     let mut store = shared.keys.borrow_mut();
-    let Some(Some(remote)) = store.remote.get_mut(provider) else {
+    let Some(Some(remote)) = store.remote.get_mut(source) else {
         return;
     };
     if remote.fetcher.poll(now) != Poll::Due {
         release_lease(&lease_record, worker);
         return;
     }
-    let (_, request) = remote.fetcher.start(now);
+    let (document, request) = remote.fetcher.start(now);
+    let accept = match document {
+        Document::Discovery | Document::Jwks => "application/json",
+        Document::AddressList => "text/plain",
+    };
     let headers = vec![
         (":method", "GET"),
         (":path", request.uri.path.as_str()),
         (":authority", request.uri.authority.as_str()),
         (":scheme", request.uri.scheme()),
-        ("accept", "application/json"),
+        ("accept", accept),
         ("user-agent", "wasm-jwt-authn"),
     ];
     let dispatched = abi::dispatch_http_call(
@@ -418,14 +462,15 @@ fn start_fetch(shared: &Shared, root_context_id: u32, provider: ProviderIndex, n
                 LogLevel::Error,
                 root_context_id,
                 &format!(
-                    "cannot dispatch the key fetch to upstream {:?}: {status:?}",
+                    "{}: cannot dispatch the fetch to upstream {:?}: {status:?}",
+                    source_name(shared, source),
                     request.upstream
                 ),
             );
             finish_fetch(
                 shared,
                 root_context_id,
-                provider,
+                source,
                 now,
                 Err(FetchError::Dispatch),
             );
@@ -466,7 +511,7 @@ pub(crate) fn on_call_response(
     body_size: usize,
     now: UnixSeconds,
 ) {
-    let provider = {
+    let source = {
         let store = shared.keys.borrow();
         store.remote.iter().position(|remote| {
             remote
@@ -474,8 +519,12 @@ pub(crate) fn on_call_response(
                 .is_some_and(|remote| remote.call.is_some_and(|(call, _)| call == token))
         })
     };
-    let Some(provider) = provider else {
+    let Some(source) = source else {
         return; // An answer to a call given up on.
+    };
+    let max_document_bytes = match shared.keys.borrow().remote.get(source) {
+        Some(Some(remote)) => remote.fetcher.max_document_bytes(),
+        _ => return,
     };
     let headers = abi::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
     let header = |name: &str| {
@@ -486,7 +535,7 @@ pub(crate) fn on_call_response(
     };
     let status = header(":status").and_then(|status| status.parse::<u16>().ok());
     let readable = match status {
-        Some(200) if body_size > MAX_DOCUMENT_BYTES => None,
+        Some(200) if body_size > max_document_bytes => None,
         Some(200) => Some(body_size),
         _ => Some(body_size.min(STATUS_BODY_PREFIX)),
     };
@@ -499,7 +548,7 @@ pub(crate) fn on_call_response(
     let cache_control = header("cache-control");
     let result = {
         let mut store = shared.keys.borrow_mut();
-        let Some(Some(remote)) = store.remote.get_mut(provider) else {
+        let Some(Some(remote)) = store.remote.get_mut(source) else {
             return;
         };
         let fetcher = &mut remote.fetcher;
@@ -520,30 +569,49 @@ pub(crate) fn on_call_response(
     match result {
         // The JWKS fetch follows on the next tick, under the same lease.
         Ok(Progress::Discovered) => {}
-        Ok(Progress::KeysUpdated { skipped }) => {
-            let name = provider_name(shared, provider);
+        Ok(Progress::Updated { skipped }) => {
+            let name = source_name(shared, source);
             for key in skipped {
                 log(
                     LogLevel::Warn,
                     root_context_id,
                     &format!(
-                        "provider {name:?}: JWKS key {} (kid {:?}) is not used: {}",
+                        "{name}: JWKS key {} (kid {:?}) is not used: {}",
                         key.index, key.id, key.reason
                     ),
                 );
             }
-            finish_fetch(shared, root_context_id, provider, now, Ok(()));
+            finish_fetch(shared, root_context_id, source, now, Ok(()));
         }
-        Err(error) => finish_fetch(shared, root_context_id, provider, now, Err(error)),
+        Err(error) => finish_fetch(shared, root_context_id, source, now, Err(error)),
     }
 }
 
-fn provider_name(shared: &Shared, provider: ProviderIndex) -> &str {
-    shared
-        .config
-        .providers
-        .get(provider)
-        .map_or("?", |provider| &*provider.name)
+/// The source at `index` of the store, for logs: `provider "name"` or `address list "name"`.
+fn source_name(shared: &Shared, index: usize) -> String {
+    let config = &shared.config;
+    match index.checked_sub(config.providers.len()) {
+        None => config
+            .providers
+            .get(index)
+            .map_or_else(String::new, |provider| {
+                format!("provider {:?}", &*provider.name)
+            }),
+        Some(list) => config
+            .address_lists
+            .get(list)
+            .map_or_else(String::new, |list| {
+                format!("address list {:?}", &*list.name)
+            }),
+    }
+}
+
+fn source_kind(shared: &Shared, index: usize) -> SourceKind {
+    if index < shared.config.providers.len() {
+        SourceKind::Keys
+    } else {
+        SourceKind::AddressList
+    }
 }
 
 /// An attempt ended (the fetcher already knows how): count it, publish the proxy-wide record
@@ -551,20 +619,21 @@ fn provider_name(shared: &Shared, provider: ProviderIndex) -> &str {
 fn finish_fetch(
     shared: &Shared,
     root_context_id: u32,
-    provider: ProviderIndex,
+    source: usize,
     now: UnixSeconds,
     result: Result<(), FetchError>,
 ) {
+    let kind = source_kind(shared, source);
     match result {
-        Ok(()) => shared.stats.count_fetch_success(),
+        Ok(()) => shared.stats.count_fetch_success(kind),
         Err(error) => {
-            shared.stats.count_fetch_failure(error);
+            shared.stats.count_fetch_failure(kind, error);
             log(
                 LogLevel::Warn,
                 root_context_id,
                 &format!(
-                    "provider {:?}: key fetch failed: {}",
-                    provider_name(shared, provider),
+                    "{}: fetch failed: {}",
+                    source_name(shared, source),
                     error.as_str()
                 ),
             );
@@ -573,7 +642,7 @@ fn finish_fetch(
     {
         let mut store = shared.keys.borrow_mut();
         let worker = store.worker;
-        let Some(Some(remote)) = store.remote.get_mut(provider) else {
+        let Some(Some(remote)) = store.remote.get_mut(source) else {
             return;
         };
         let started_from = remote.call.take().and_then(|(_, cas)| cas);
@@ -589,26 +658,26 @@ fn finish_fetch(
     wake_ready(shared, now);
 }
 
-/// Before answering `503` for want of keys, looks at what other workers published since the
-/// last tick: keys fetched elsewhere a moment ago must not leave this worker refusing requests
+/// Before answering `503` for want of keys (or an address list), looks at what other workers
+/// published since the last tick: keys fetched elsewhere a moment ago must not leave this worker refusing requests
 /// until its next tick. Only runs in that rare state, never on the hot path.
 pub(crate) fn adopt_if_unavailable(shared: &Shared, root_context_id: u32, now: UnixSeconds) {
-    let unavailable: Vec<ProviderIndex> = {
+    let unavailable: Vec<usize> = {
         let store = shared.keys.borrow();
         store
             .remote
             .iter()
             .enumerate()
             .filter(|(_, remote)| {
-                remote
-                    .as_ref()
-                    .is_some_and(|remote| matches!(remote.fetcher.keys(now), KeysNow::Unavailable))
+                remote.as_ref().is_some_and(|remote| {
+                    matches!(remote.fetcher.in_force(now), InForce::Unavailable)
+                })
             })
-            .map(|(provider, _)| provider)
+            .map(|(source, _)| source)
             .collect()
     };
-    for provider in unavailable {
-        adopt_published(shared, root_context_id, provider);
+    for source in unavailable {
+        adopt_published(shared, root_context_id, source);
     }
 }
 

@@ -58,7 +58,7 @@ impl Shared {
             context_id: self.root_context_id,
         };
         let mut services = Services {
-            remote_keys: &*keys,
+            remote: &*keys,
             signatures: &verifier,
             token_cache: &mut token_cache,
         };
@@ -165,7 +165,7 @@ impl AuthnRoot {
         };
         let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
         keys.create_records();
-        if keys.has_remote_keys() {
+        if keys.has_remote_documents() {
             if let Err(status) = abi::set_tick_period(TICK) {
                 log(
                     LogLevel::Error,

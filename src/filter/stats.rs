@@ -3,7 +3,9 @@
 //! for requests refused because the host failed the filter. For providers with remote keys:
 //! fetch outcomes, and per provider the gauges `wasm_jwt_authn.jwks.<provider>.age_seconds`
 //! (since the keys in force were fetched) and `wasm_jwt_authn.jwks.<provider>.stale` (1 while
-//! keys past their refresh time are in use because fetches fail).
+//! keys past their refresh time are in use because fetches fail). Address lists have the same
+//! under `wasm_jwt_authn.address_lists.` (`fetch_success`, `fetch_failure.<error>`,
+//! `adopted_from_other_worker`, `<list>.age_seconds`, `<list>.stale`).
 //!
 //! Performance: `wasm_jwt_authn.token_cache.hit` / `.miss` (allowed requests whose token was
 //! remembered / verified while the cache is on), the gauges `wasm_jwt_authn.token_cache.entries`
@@ -14,7 +16,7 @@
 
 use super::abi::{self, MetricType, Status};
 
-use crate::config::{Config, KeySource, ProviderIndex};
+use crate::config::{Config, KeySource};
 use crate::decision::{Decision, Reason, Verification};
 use crate::remote::FetchError;
 use crate::token_cache::TokenCache;
@@ -23,8 +25,8 @@ pub(crate) struct Stats {
     allowed: u32,
     allowed_anonymous: u32,
     internal_error: u32,
-    fetch_success: u32,
-    keys_adopted: u32,
+    key_fetches: FetchCounters,
+    list_fetches: FetchCounters,
     token_cache_hit: u32,
     token_cache_miss: u32,
     token_cache_entries: u32,
@@ -33,10 +35,9 @@ pub(crate) struct Stats {
     host_crypto_fallback: u32,
     /// Decisions since the gauges were last recorded.
     decisions_since_gauges: std::cell::Cell<u32>,
-    /// Per provider; `None` for inline keys.
-    key_gauges: Vec<Option<KeyGauges>>,
-    /// Indexed like [`FetchError::ALL`].
-    fetch_failure: Vec<u32>,
+    /// Per provider (`None` for inline keys), then per address list: numbered like the
+    /// key store's sources.
+    source_gauges: Vec<Option<SourceGauges>>,
     /// Indexed like [`Reason::ALL`].
     denied: Vec<u32>,
 }
@@ -46,26 +47,29 @@ impl Stats {
     pub(crate) fn define(config: &Config) -> Result<Stats, Status> {
         let counter = |name: &str| abi::define_metric(MetricType::Counter, name);
         let gauge = |name: &str| abi::define_metric(MetricType::Gauge, name);
-        let mut key_gauges = Vec::with_capacity(config.providers.len());
+        // Config validation keeps names to letters, digits, `_` and `-`.
+        let source_gauges = |prefix: &str, name: &str| -> Result<SourceGauges, Status> {
+            Ok(SourceGauges {
+                age_seconds: gauge(&format!("wasm_jwt_authn.{prefix}.{name}.age_seconds"))?,
+                stale: gauge(&format!("wasm_jwt_authn.{prefix}.{name}.stale"))?,
+            })
+        };
+        let mut gauges = Vec::new();
         for provider in &config.providers {
-            key_gauges.push(match provider.keys {
+            gauges.push(match provider.keys {
                 KeySource::Inline(_) => None,
-                KeySource::Remote(_) => {
-                    // Config validation keeps names to letters, digits, `_` and `-`.
-                    let name = &provider.name;
-                    Some(KeyGauges {
-                        age_seconds: gauge(&format!("wasm_jwt_authn.jwks.{name}.age_seconds"))?,
-                        stale: gauge(&format!("wasm_jwt_authn.jwks.{name}.stale"))?,
-                    })
-                }
+                KeySource::Remote(_) => Some(source_gauges("jwks", &provider.name)?),
             });
+        }
+        for list in &config.address_lists {
+            gauges.push(Some(source_gauges("address_lists", &list.name)?));
         }
         Ok(Stats {
             allowed: counter("wasm_jwt_authn.allowed")?,
             allowed_anonymous: counter("wasm_jwt_authn.allowed_anonymous")?,
             internal_error: counter("wasm_jwt_authn.internal_error")?,
-            fetch_success: counter("wasm_jwt_authn.jwks.fetch_success")?,
-            keys_adopted: counter("wasm_jwt_authn.jwks.adopted_from_other_worker")?,
+            key_fetches: FetchCounters::define("wasm_jwt_authn.jwks")?,
+            list_fetches: FetchCounters::define("wasm_jwt_authn.address_lists")?,
             token_cache_hit: counter("wasm_jwt_authn.token_cache.hit")?,
             token_cache_miss: counter("wasm_jwt_authn.token_cache.miss")?,
             token_cache_entries: gauge("wasm_jwt_authn.token_cache.entries")?,
@@ -73,16 +77,7 @@ impl Stats {
             crypto_host: gauge("wasm_jwt_authn.crypto.host")?,
             host_crypto_fallback: counter("wasm_jwt_authn.crypto.host_fallback")?,
             decisions_since_gauges: std::cell::Cell::new(0),
-            key_gauges,
-            fetch_failure: FetchError::ALL
-                .iter()
-                .map(|error| {
-                    counter(&format!(
-                        "wasm_jwt_authn.jwks.fetch_failure.{}",
-                        error.as_str()
-                    ))
-                })
-                .collect::<Result<_, _>>()?,
+            source_gauges: gauges,
             denied: Reason::ALL
                 .iter()
                 .map(|reason| counter(&format!("wasm_jwt_authn.denied.{}", reason.as_str())))
@@ -110,17 +105,25 @@ impl Stats {
         Self::increment(self.internal_error);
     }
 
-    pub(crate) fn count_fetch_success(&self) {
-        Self::increment(self.fetch_success);
+    fn fetches(&self, kind: SourceKind) -> &FetchCounters {
+        match kind {
+            SourceKind::Keys => &self.key_fetches,
+            SourceKind::AddressList => &self.list_fetches,
+        }
     }
 
-    pub(crate) fn count_keys_adopted(&self) {
-        Self::increment(self.keys_adopted);
+    pub(crate) fn count_fetch_success(&self, kind: SourceKind) {
+        Self::increment(self.fetches(kind).success);
     }
 
-    pub(crate) fn count_fetch_failure(&self, error: FetchError) {
+    pub(crate) fn count_adopted(&self, kind: SourceKind) {
+        Self::increment(self.fetches(kind).adopted);
+    }
+
+    pub(crate) fn count_fetch_failure(&self, kind: SourceKind, error: FetchError) {
         let position = FetchError::ALL.iter().position(|known| *known == error);
-        if let Some(id) = position.and_then(|position| self.fetch_failure.get(position)) {
+        let failure = &self.fetches(kind).failure;
+        if let Some(id) = position.and_then(|position| failure.get(position)) {
             Self::increment(*id);
         }
     }
@@ -161,9 +164,10 @@ impl Stats {
         Self::increment(self.host_crypto_fallback);
     }
 
-    /// Records the age of a provider's keys and whether they are stale.
-    pub(crate) fn record_keys(&self, provider: ProviderIndex, age_seconds: u64, stale: bool) {
-        if let Some(Some(gauges)) = self.key_gauges.get(provider) {
+    /// Records the age of a source's document (numbered like the key store's sources) and
+    /// whether it is stale.
+    pub(crate) fn record_source(&self, source: usize, age_seconds: u64, stale: bool) {
+        if let Some(Some(gauges)) = self.source_gauges.get(source) {
             let _ = abi::record_metric(gauges.age_seconds, age_seconds);
             let _ = abi::record_metric(gauges.stale, u64::from(stale));
         }
@@ -194,7 +198,37 @@ fn memory_bytes() -> u64 {
     }
 }
 
-struct KeyGauges {
+struct SourceGauges {
     age_seconds: u32,
     stale: u32,
+}
+
+/// What a remote source is: the counters of its fetches are per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    Keys,
+    AddressList,
+}
+
+/// `<prefix>.fetch_success`, `<prefix>.adopted_from_other_worker` and
+/// `<prefix>.fetch_failure.<error>` for every [`FetchError`].
+struct FetchCounters {
+    success: u32,
+    adopted: u32,
+    /// Indexed like [`FetchError::ALL`].
+    failure: Vec<u32>,
+}
+
+impl FetchCounters {
+    fn define(prefix: &str) -> Result<FetchCounters, Status> {
+        let counter = |name: String| abi::define_metric(MetricType::Counter, &name);
+        Ok(FetchCounters {
+            success: counter(format!("{prefix}.fetch_success"))?,
+            adopted: counter(format!("{prefix}.adopted_from_other_worker"))?,
+            failure: FetchError::ALL
+                .iter()
+                .map(|error| counter(format!("{prefix}.fetch_failure.{}", error.as_str())))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
