@@ -571,11 +571,13 @@ impl Denial {
             _ => {}
         }
         if let Denial::KeysUnavailable | Denial::AddressListUnavailable { .. } = self {
-            let body = json!({
-                "error": "temporarily_unavailable",
-                "reason": reason.as_str(),
-                "description": reason.description(),
-            });
+            let mut body = serde_json::Map::new();
+            body.insert("error".to_owned(), json!("temporarily_unavailable"));
+            body.insert("reason".to_owned(), json!(reason.as_str()));
+            body.insert("description".to_owned(), json!(reason.description()));
+            if let Some(rule) = self.rule() {
+                body.insert("rule".to_owned(), json!(rule));
+            }
             return Response {
                 status: 503,
                 headers: vec![
@@ -583,7 +585,7 @@ impl Denial {
                     ("cache-control".to_owned(), "no-store".to_owned()),
                     ("retry-after".to_owned(), "5".to_owned()),
                 ],
-                body: body.to_string(),
+                body: serde_json::Value::Object(body).to_string(),
             };
         }
         let (status, error) = match self {

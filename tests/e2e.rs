@@ -901,6 +901,123 @@ fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() {
     stand.finish();
 }
 
+/// A plain-HTTP cluster to a loopback port, for documents the filter fetches.
+fn loopback_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}
+            }}}]}]
+        }
+    })
+}
+
+/// A reputation list fetched from a list server, refreshed while Envoy runs, shared by two
+/// workers; and a list whose server is down, which refuses its route `503` and nothing else.
+#[test]
+fn a_remote_address_list_is_fetched_shared_and_refreshed_in_envoy() {
+    let lists = EchoUpstream::start();
+    lists.serve_document(
+        "/drop.txt",
+        "text/plain",
+        "; reputation\n192.0.2.0/24 ; SBL1\n",
+    );
+    let configuration = json!({
+        "providers": verifying_configuration()["providers"],
+        "address_lists": [
+            {"name": "reputation", "uri": "http://lists.e2e.test/drop.txt", "upstream": "lists",
+             "allow_http": true, "refresh_seconds": 30},
+            {"name": "partners", "uri": "http://down.e2e.test/partners.txt", "upstream": "down",
+             "allow_http": true}
+        ],
+        "rules": [
+            {"name": "reputation", "deny": {"source_ips": {"any_lists": ["reputation"]}}},
+            {"name": "partner-feed", "match": {"path_prefix": "/partner/"}, "allow": "anonymous",
+             "require": {"source_ips": {"any_lists": ["partners"]}}},
+            {"name": "public", "match": {"path_prefix": "/public/"}, "allow": "anonymous"}
+        ]
+    });
+    let options = Options {
+        // The connection's peer (127.0.0.1) is the client address.
+        use_remote_address: true,
+        concurrency: 2,
+        clusters: vec![
+            loopback_cluster("lists", lists.port()),
+            loopback_cluster("down", envoy::free_port()),
+        ],
+        ..Options::default()
+    };
+    let stand = Stand::start_with("address-lists", &configuration, &options);
+    let list_fetches = || {
+        lists
+            .take()
+            .iter()
+            .filter(|request| request.path == "/drop.txt")
+            .inspect(|request| {
+                assert_eq!(request.method, "GET");
+                assert_eq!(request.header("accept"), Some("text/plain"));
+                assert_eq!(request.header("host"), Some("lists.e2e.test"));
+            })
+            .count()
+    };
+    stand.scenario("an_address_not_on_the_list_passes", || {
+        let exchange = stand.get("/public/a", &[]);
+        exchange.allowed_anonymously();
+        exchange.decided_by("public");
+    });
+    stand.scenario("a_list_that_cannot_be_had_refuses_its_route_503", || {
+        stand
+            .get("/partner/feed", &[])
+            .unavailable("address_list_unavailable", Some("partner-feed"));
+    });
+    stand.scenario("two_workers_fetch_the_list_once", || {
+        assert_eq!(list_fetches(), 1, "one fetch for both workers");
+        assert_eq!(stand.envoy.counter("address_lists.fetch_success"), 1);
+        assert!(
+            stand
+                .envoy
+                .counter("address_lists.fetch_failure.unreachable")
+                >= 1
+        );
+    });
+    stand.scenario("the_refreshed_list_denies_the_newly_listed_client", || {
+        lists.serve_document(
+            "/drop.txt",
+            "text/plain",
+            "; reputation\n192.0.2.0/24\n127.0.0.0/8 ; now listed\n",
+        );
+        let started = std::time::Instant::now();
+        while stand.get("/public/a", &[]).response.status == 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(45),
+                "the refresh (every 27 to 30 s) did not bring the new list"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stand
+            .get("/public/a", &[])
+            .forbidden("denied_by_rule", "reputation", None, None);
+        let token = signed("RS256", &claims(MAIN_ISSUER, "user-1"));
+        stand
+            .get("/orders", &[("authorization", &bearer(&token))])
+            .forbidden("denied_by_rule", "reputation", None, None);
+        assert_eq!(list_fetches(), 1, "one refresh for both workers");
+        assert_eq!(stand.envoy.counter("address_lists.fetch_success"), 2);
+        assert!(
+            stand
+                .envoy
+                .counter("address_lists.adopted_from_other_worker")
+                >= 2,
+            "the worker that did not fetch adopted each list"
+        );
+    });
+    stand.finish();
+}
+
 const DEVICE_ISSUER: &str = "https://device-trust.e2e.test";
 
 #[test]

@@ -181,10 +181,11 @@ impl AuthnRoot {
             LogLevel::Info,
             self.context_id,
             &format!(
-                "wasm-jwt-authn {}: configured {} provider(s), {} rule(s); signatures by {} crypto; token cache of {} entries",
+                "wasm-jwt-authn {}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
                 env!("CARGO_PKG_VERSION"),
                 loaded.config.providers.len(),
                 loaded.config.rules.len(),
+                loaded.config.address_lists.len(),
                 signatures.name(),
                 loaded.config.token_cache_entries,
             ),

@@ -141,6 +141,8 @@ impl Stand {
         let after = self.envoy.counters();
         let (cache_changes, counter_changes) = after
             .iter()
+            // Fetches of keys and address lists run in the background, not per request.
+            .filter(|(name, _)| !name.starts_with("jwks.") && !name.starts_with("address_lists."))
             .filter_map(|(name, value)| {
                 let earlier = before.get(name).copied().unwrap_or(0);
                 (*value != earlier)
@@ -416,6 +418,49 @@ impl Exchange<'_> {
         self.counters_moved(&[&format!("denied.{reason}")]);
         self.stand.expect_log(&self.id, status, "deny", "-", reason);
         self.decided_by(rule);
+    }
+
+    /// `503` for want of something fetched at run time (`reason`: `keys_unavailable`,
+    /// `address_list_unavailable`), with `retry-after` and the exact body (naming `rule` when a
+    /// rule needed it); nothing reached the upstream; `denied.<reason>` counted and logged.
+    #[allow(dead_code)] // used by tests/e2e.rs only
+    pub fn unavailable(&self, reason: &str, rule: Option<&str>) {
+        let description = Reason::ALL
+            .iter()
+            .find(|known| known.as_str() == reason)
+            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
+            .description();
+        let response = &self.response;
+        assert_eq!(
+            response.status,
+            503,
+            "{}: expected 503 for {reason}, got {} {}",
+            self.target,
+            response.status,
+            response.text()
+        );
+        assert_eq!(response.header("retry-after"), Some("5"));
+        assert_eq!(response.header("www-authenticate"), None);
+        assert_eq!(response.header("cache-control"), Some("no-store"));
+        let mut body = json!({
+            "error": "temporarily_unavailable",
+            "reason": reason,
+            "description": description,
+        });
+        if let Some(rule) = rule {
+            body["rule"] = json!(rule);
+        }
+        assert_eq!(response.json(), body, "response body");
+        assert!(
+            self.upstream.is_empty(),
+            "{}: reached the upstream",
+            self.target
+        );
+        self.counters_moved(&[&format!("denied.{reason}")]);
+        self.stand.expect_log(&self.id, 503, "deny", "-", reason);
+        if let Some(rule) = rule {
+            self.decided_by(rule);
+        }
     }
 
     /// After the outcome's assertion: the rule that decided, as the access log must show it.

@@ -2,6 +2,7 @@
 //! `{"method", "path", "headers": {lower-case name: value}, "body"}`, and records each request so a test
 //! can assert exactly what Envoy forwarded (or that it forwarded nothing).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +64,8 @@ impl ReceivedRequest {
 pub struct EchoUpstream {
     address: SocketAddr,
     received: Arc<Mutex<Vec<ReceivedRequest>>>,
+    /// Paths answered with a fixed document instead of the echo.
+    documents: Documents,
     stopping: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -73,9 +76,11 @@ impl EchoUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the echo upstream");
         let address = listener.local_addr().expect("echo upstream address");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let documents = Documents::default();
         let stopping = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let received = Arc::clone(&received);
+            let documents = Arc::clone(&documents);
             let stopping = Arc::clone(&stopping);
             thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -84,15 +89,17 @@ impl EchoUpstream {
                     }
                     let Ok(stream) = stream else { continue };
                     let received = Arc::clone(&received);
+                    let documents = Arc::clone(&documents);
                     // Envoy keeps upstream connections alive: one thread per connection, which
                     // ends when Envoy closes it (at the latest when the Envoy process dies).
-                    thread::spawn(move || serve(stream, &received));
+                    thread::spawn(move || serve(stream, &received, &documents));
                 }
             })
         };
         EchoUpstream {
             address,
             received,
+            documents,
             stopping,
             acceptor: Some(acceptor),
         }
@@ -100,6 +107,16 @@ impl EchoUpstream {
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// From now on answers `GET path` with `200`, `content_type` and `body` (a document the
+    /// filter fetches, such as an address list), until set again.
+    #[allow(dead_code)] // used by tests/e2e.rs only
+    pub fn serve_document(&self, path: &str, content_type: &str, body: &str) {
+        self.documents
+            .lock()
+            .expect("upstream documents")
+            .insert(path.to_owned(), (content_type.to_owned(), body.to_owned()));
     }
 
     /// The requests received since the last call, oldest first.
@@ -119,17 +136,30 @@ impl Drop for EchoUpstream {
     }
 }
 
-fn serve(stream: TcpStream, received: &Mutex<Vec<ReceivedRequest>>) {
+/// Documents served by path: content type and body.
+type Documents = Arc<Mutex<HashMap<String, (String, String)>>>;
+
+fn serve(stream: TcpStream, received: &Mutex<Vec<ReceivedRequest>>, documents: &Documents) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
-        let body = request.echo_body().to_string();
+        let document = documents
+            .lock()
+            .expect("upstream documents")
+            .get(&request.path)
+            .cloned();
+        let (content_type, body) = document.unwrap_or_else(|| {
+            (
+                "application/json".to_owned(),
+                request.echo_body().to_string(),
+            )
+        });
         // Recorded before answering: once the client has its response, the record is complete.
         received.lock().expect("upstream record").push(request);
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {
