@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::alg::Algorithm;
+use crate::introspection::{self, IntrospectionSettings};
 use crate::jwks::{KeySet, SkippedKey};
 use crate::policy::{self, RawRequirements, Requirements};
 use crate::remote::{HttpUri, Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
@@ -103,6 +104,19 @@ struct RawProvider {
     claims_to_headers: Vec<RawClaimToHeader>,
     payload_header: Option<String>,
     role_claims: Option<Vec<Vec<String>>>,
+    introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    endpoint: String,
+    upstream: String,
+    client_id: String,
+    client_secret: String,
+    timeout_ms: Option<u64>,
+    cache_seconds: Option<u64>,
+    negative_cache_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +323,16 @@ pub struct Provider {
     pub payload_header: Option<Arc<str>>,
     /// Where this provider's tokens carry roles or groups, for `require.roles`.
     pub role_claims: Vec<Vec<String>>,
+    /// Its introspection endpoint: with keys, verified JWTs are also asked about (revocation);
+    /// without, its tokens are opaque and introspection alone vouches for them.
+    pub introspection: Option<IntrospectionSettings>,
+}
+
+impl Provider {
+    /// A provider of opaque tokens: no keys, introspection only.
+    pub fn is_opaque(&self) -> bool {
+        matches!(self.keys, KeySource::None)
+    }
 }
 
 /// Where a provider's keys come from.
@@ -318,6 +342,8 @@ pub enum KeySource {
     Inline(KeySet),
     /// `jwks.uri` or `discovery`: fetched, refreshed and shared at run time.
     Remote(RemoteSettings),
+    /// No keys: the provider's tokens are opaque, vouched for by `introspection` alone.
+    None,
 }
 
 /// Defaults to 5 seconds for one JWKS or discovery call.
@@ -493,11 +519,20 @@ impl Config {
     }
 
     /// The provider whose `issuer` is exactly `issuer`, with its position.
+    /// A provider of opaque tokens has no keys: a JWT naming its issuer is not its.
     pub fn provider_by_issuer(&self, issuer: &str) -> Option<(ProviderIndex, &Provider)> {
         self.providers
             .iter()
             .enumerate()
-            .find(|(_, provider)| provider.issuer == issuer)
+            .find(|(_, provider)| provider.issuer == issuer && !provider.is_opaque())
+    }
+
+    /// The provider of opaque tokens (at most one), with its position.
+    pub fn opaque_provider(&self) -> Option<(ProviderIndex, &Provider)> {
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, provider)| provider.is_opaque())
     }
 }
 
@@ -536,6 +571,19 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         providers.push(provider);
     }
 
+    // A token that is not a JWT names no issuer: one provider must be the one it is for.
+    if let Some(second) = providers
+        .iter()
+        .enumerate()
+        .filter(|(_, provider)| provider.is_opaque())
+        .nth(1)
+        .map(|(index, _)| index)
+    {
+        return Err(error(
+            format!("providers[{second}]"),
+            "a second provider of opaque tokens (no `jwks` or `discovery`): an opaque token names no issuer, so at most one provider may take them",
+        ));
+    }
     let address_lists = validate_address_lists(raw.address_lists)?;
     let list_names: Vec<&str> = address_lists.iter().map(|list| &*list.name).collect();
     let rules = raw
@@ -784,6 +832,7 @@ fn validate_provider(
         ));
     }
 
+    let algorithms_given = raw.algorithms.is_some();
     let algorithms = match raw.algorithms {
         None => Algorithm::ALL.to_vec(),
         Some(names) => {
@@ -832,10 +881,35 @@ fn validate_provider(
         (Some(_), Some(_)) => {
             return Err(error(field, "use one of `jwks` and `discovery`"));
         }
+        (None, None) if raw.introspection.is_some() => {
+            // Opaque tokens: nothing of a JWT's may be configured.
+            let jwt_only = [
+                ("algorithms", algorithms_given),
+                ("token_types", raw.token_types.is_some()),
+                ("payload_header", raw.payload_header.is_some()),
+                ("max_lifetime_seconds", raw.max_lifetime_seconds.is_some()),
+            ];
+            if let Some((name, _)) = jwt_only.iter().find(|(_, set)| *set) {
+                return Err(error(
+                    format!("{field}.{name}"),
+                    "a provider without `jwks` or `discovery` has opaque tokens, vouched for by `introspection` alone: this applies to JWTs only",
+                ));
+            }
+            (KeySource::None, Vec::new())
+        }
         (None, None) => {
-            return Err(error(field, "missing field `jwks` (or `discovery`)"));
+            return Err(error(
+                field,
+                "missing field `jwks` (or `discovery`, or `introspection` for opaque tokens)",
+            ));
         }
     };
+    let introspection = raw
+        .introspection
+        .map(|introspection| {
+            validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
+        })
+        .transpose()?;
 
     let token_sources = match raw.token_sources {
         None => vec![TokenSource::bearer_header()],
@@ -949,9 +1023,58 @@ fn validate_provider(
             claims_to_headers,
             payload_header: payload_header.map(Arc::from),
             role_claims,
+            introspection,
         },
         skipped,
     ))
+}
+
+fn validate_introspection(
+    field: &str,
+    raw: RawIntrospection,
+    allow_http: bool,
+) -> Result<IntrospectionSettings, ConfigError> {
+    let endpoint = remote_uri(&format!("{field}.endpoint"), &raw.endpoint, allow_http)?;
+    let upstream = validate_upstream(&format!("{field}.upstream"), raw.upstream)?;
+    // The credentials go into an `Authorization` header, form-urlencoded: any text will do,
+    // but not none.
+    if raw.client_id.is_empty() {
+        return Err(error(format!("{field}.client_id"), "must not be empty"));
+    }
+    if raw.client_secret.is_empty() {
+        return Err(error(format!("{field}.client_secret"), "must not be empty"));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(error(format!("{field}.timeout_ms"), "must be 1 to 60000"));
+    }
+    let cache_seconds = raw
+        .cache_seconds
+        .unwrap_or(introspection::DEFAULT_CACHE_SECONDS);
+    if cache_seconds > 86_400 {
+        return Err(error(
+            format!("{field}.cache_seconds"),
+            "at most 86400 (a day): it is how long a revoked token may still be accepted",
+        ));
+    }
+    let negative_cache_seconds = raw
+        .negative_cache_seconds
+        .unwrap_or(introspection::DEFAULT_NEGATIVE_CACHE_SECONDS);
+    if negative_cache_seconds > 3_600 {
+        return Err(error(
+            format!("{field}.negative_cache_seconds"),
+            "at most 3600",
+        ));
+    }
+    Ok(IntrospectionSettings {
+        endpoint,
+        upstream,
+        client_id: raw.client_id,
+        client_secret: raw.client_secret,
+        timeout_ms,
+        cache_seconds,
+        negative_cache_seconds,
+    })
 }
 
 fn key_source(
@@ -1316,6 +1439,12 @@ fn validate_device(
             format!("no provider is named {:?}", raw.provider),
         ));
     };
+    if provider.is_opaque() || provider.introspection.is_some() {
+        return Err(error(
+            "device.provider",
+            "device tokens are JWTs verified by keys alone: the device provider has `jwks` or `discovery` and no `introspection`",
+        ));
+    }
     if !matches!(
         provider.token_sources.as_slice(),
         [TokenSource::Header { .. }]

@@ -13,6 +13,7 @@ use crate::alg::SignatureVerifier;
 use crate::config::{
     Config, KeySource, PathMatch, Provider, ProviderIndex, RemoteSource, Rule, RuleAction,
 };
+use crate::introspection::{Introspected, IntrospectionCache};
 use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::rego::{self, RegoDecision, TokenInput};
@@ -31,6 +32,17 @@ pub enum Decision {
     /// Hold the request until a provider's keys (or an address list) change, or the wait
     /// times out, then decide again with [`Attempt::AfterWait`].
     Wait(Wait),
+    /// Hold the request until the provider has answered whether the token is active (one call
+    /// per token: the adapter joins requests to a call in flight), then decide again with
+    /// [`Attempt::AfterIntrospection`].
+    Introspect(IntrospectionNeeded),
+}
+
+/// A token the identity provider must be asked about (RFC 7662).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionNeeded {
+    pub provider: ProviderIndex,
+    pub token: String,
 }
 
 /// Why a request waits, and for what.
@@ -50,12 +62,14 @@ pub enum WaitCause {
     ListPending,
 }
 
-/// Whether this is the first decision on a request or the one after a [`Decision::Wait`].
-/// After a wait the answer is final: no second wait.
+/// Whether this is the first decision on a request, the one after a [`Decision::Wait`] (for
+/// keys or an address list: no second such wait, but the token may still be introspected), or
+/// the one after a [`Decision::Introspect`] (final: no wait of any kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
     First,
     AfterWait,
+    AfterIntrospection,
 }
 
 /// What is fetched at run time: keys of providers with remote keys, and address lists.
@@ -103,6 +117,8 @@ impl AddressLists for ListsAt<'_> {
 /// What a decision draws on besides the configuration, the request and the time.
 pub struct Services<'a> {
     pub remote: &'a dyn RemoteDocuments,
+    /// What identity providers answered about tokens, while it is trusted.
+    pub introspections: &'a IntrospectionCache,
     /// The signature math backend.
     pub signatures: &'a dyn SignatureVerifier,
     /// Verified tokens of this configuration; read and written by decisions.
@@ -131,6 +147,8 @@ pub enum Verification {
     Signature,
     /// The token was verified earlier and remembered (see [`crate::token_cache`]).
     CacheHit,
+    /// An opaque token the identity provider said is active (see [`crate::introspection`]).
+    Introspection,
 }
 
 /// Why a request is refused. Each variant maps to one response and one stat counter.
@@ -158,6 +176,10 @@ pub enum Denial {
     AddressListUnavailable {
         rule: Arc<str>,
     },
+    /// The identity provider says the token is not active (revoked, expired, unknown).
+    TokenInactive,
+    /// The identity provider could not say whether the token is active: `503`, never allow.
+    IntrospectionUnavailable,
     /// The request, or its valid token, does not meet the matched rule's `require`: `403`
     /// (`401` for a step-up).
     Forbidden {
@@ -239,6 +261,8 @@ pub enum Reason {
     BadSignature,
     KeysUnavailable,
     AddressListUnavailable,
+    TokenInactive,
+    IntrospectionUnavailable,
     DeniedByRule,
     RegoDenied,
     RegoError,
@@ -257,7 +281,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 43] = [
+    pub const ALL: [Reason; 45] = [
         Reason::MissingToken,
         Reason::MultipleTokens,
         Reason::UnnormalizedPath,
@@ -287,6 +311,8 @@ impl Reason {
         Reason::BadSignature,
         Reason::KeysUnavailable,
         Reason::AddressListUnavailable,
+        Reason::TokenInactive,
+        Reason::IntrospectionUnavailable,
         Reason::DeniedByRule,
         Reason::RegoDenied,
         Reason::RegoError,
@@ -334,6 +360,8 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::AddressListUnavailable => "address_list_unavailable",
+            Reason::TokenInactive => "token_inactive",
+            Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::DeniedByRule => "denied_by_rule",
             Reason::RegoDenied => "rego_denied",
             Reason::RegoError => "rego_error",
@@ -383,6 +411,10 @@ impl Reason {
             Reason::BadSignature => "the token signature is invalid",
             Reason::KeysUnavailable => "the identity provider keys are unavailable",
             Reason::AddressListUnavailable => "an address list this route needs is unavailable",
+            Reason::TokenInactive => "the identity provider says the token is not active",
+            Reason::IntrospectionUnavailable => {
+                "the identity provider cannot say whether the token is active"
+            }
             Reason::DeniedByRule => "a deny rule refuses this request",
             Reason::RegoDenied => "the route's policy refuses this request",
             Reason::RegoError => "the route's policy failed",
@@ -453,6 +485,8 @@ impl Denial {
             },
             Denial::KeysUnavailable => Reason::KeysUnavailable,
             Denial::AddressListUnavailable { .. } => Reason::AddressListUnavailable,
+            Denial::TokenInactive => Reason::TokenInactive,
+            Denial::IntrospectionUnavailable => Reason::IntrospectionUnavailable,
             Denial::Forbidden {
                 unmet: Unmet::SourceAddress,
                 ..
@@ -570,7 +604,10 @@ impl Denial {
             }
             _ => {}
         }
-        if let Denial::KeysUnavailable | Denial::AddressListUnavailable { .. } = self {
+        if let Denial::KeysUnavailable
+        | Denial::AddressListUnavailable { .. }
+        | Denial::IntrospectionUnavailable = self
+        {
             let mut body = serde_json::Map::new();
             body.insert("error".to_owned(), json!("temporarily_unavailable"));
             body.insert("reason".to_owned(), json!(reason.as_str()));
@@ -703,6 +740,7 @@ pub fn authenticate(
         Ok(allowed) => Decision::Allow(allowed),
         Err(Stop::Deny(denial)) => Decision::Deny(denial),
         Err(Stop::Wait(wait)) => Decision::Wait(wait),
+        Err(Stop::Introspect(needed)) => Decision::Introspect(needed),
     }
 }
 
@@ -710,6 +748,7 @@ pub fn authenticate(
 enum Stop {
     Deny(Denial),
     Wait(Wait),
+    Introspect(IntrospectionNeeded),
 }
 
 impl<T: Into<Denial>> From<T> for Stop {
@@ -833,9 +872,72 @@ fn decide(
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
+    // A token that is not a JWT may be an opaque token of the provider that takes them.
+    if !token::has_jws_shape(found.value) {
+        if let Some((provider_index, provider)) = config.opaque_provider() {
+            check_request(accepted, provider_index, provider, &found)?;
+            if found.value.len() > config.max_token_bytes {
+                return Err(Denial::Malformed(MalformedToken::TooLarge).into());
+            }
+            if !token::is_b64token(found.value) {
+                return Err(Denial::Malformed(MalformedToken::SegmentCount).into());
+            }
+            let answer = introspected(
+                services,
+                provider_index,
+                provider,
+                found.value,
+                now,
+                attempt,
+            )?;
+            let claims = match answer {
+                Some(claims) => claims,
+                // Without keys, introspection is what vouches: always configured.
+                None => return Err(Denial::IntrospectionUnavailable.into()),
+            };
+            verify::check_introspected(&claims, provider, now)?;
+            authorize(provider, Some(&claims))?;
+            let posture =
+                device_posture(config, services, request, rule, Some(&claims), now, attempt)?;
+            let token = Some(TokenInput {
+                issuer: &provider.issuer,
+                claims: &claims,
+            });
+            let policy_headers = rego_decision(config, request, host, rule, token, now)?;
+            let identity_headers = upstream::claim_headers(provider, &claims);
+            let subject = claims
+                .get("sub")
+                .and_then(serde_json::Value::as_str)
+                .filter(|subject| upstream::is_safe_text(subject))
+                .map(Arc::from);
+            let mut allowed = allow_verified(
+                provider,
+                request,
+                &found,
+                &identity_headers,
+                subject,
+                edits,
+                Grounds {
+                    rule: rule_name,
+                    verification: Verification::Introspection,
+                },
+            );
+            posture.apply(&mut allowed.edits);
+            allowed.edits.set_headers.extend(policy_headers);
+            return Ok(allowed);
+        }
+    }
     if let Some(cached) = services.token_cache.get(found.value) {
         match remembered(config, services.remote, cached, &found, accepted, now) {
             Remembered::Holds(provider) => {
+                introspected(
+                    services,
+                    cached.provider,
+                    provider,
+                    found.value,
+                    now,
+                    attempt,
+                )?;
                 authorize(provider, cached.claims.as_deref())?;
                 let posture = device_posture(
                     config,
@@ -931,7 +1033,16 @@ fn decide(
             claims: claims.clone(),
         },
     );
-    // After remembering: the token is valid whatever this route requires of it.
+    // After remembering: the token is valid whatever this route requires of it (and whatever
+    // its provider says of it now: introspection answers are remembered apart).
+    introspected(
+        services,
+        provider_index,
+        provider,
+        found.value,
+        now,
+        attempt,
+    )?;
     authorize(provider, claims.as_deref())?;
     let posture = device_posture(
         config,
@@ -1138,6 +1249,34 @@ fn check_request(
     Ok(())
 }
 
+/// What the provider's introspection endpoint says of `token`, when it has one: `Ok(None)`
+/// without introspection, the answer's members when active, `token_inactive` when not. With
+/// no trusted answer at hand: ask (first attempt), or `503` (after asking).
+fn introspected(
+    services: &Services<'_>,
+    provider_index: ProviderIndex,
+    provider: &Provider,
+    token: &str,
+    now: UnixSeconds,
+    attempt: Attempt,
+) -> Result<Option<Arc<Claims>>, Stop> {
+    if provider.introspection.is_none() {
+        return Ok(None);
+    }
+    match (
+        services.introspections.get(provider_index, token, now),
+        attempt,
+    ) {
+        (Some(Introspected::Active(members)), _) => Ok(Some(Arc::clone(members))),
+        (Some(Introspected::Inactive), _) => Err(Denial::TokenInactive.into()),
+        (None, Attempt::First | Attempt::AfterWait) => Err(Stop::Introspect(IntrospectionNeeded {
+            provider: provider_index,
+            token: token.to_owned(),
+        })),
+        (None, Attempt::AfterIntrospection) => Err(Denial::IntrospectionUnavailable.into()),
+    }
+}
+
 /// An address list `rule` names is missing: wait for its first fetch, or (after a wait, or
 /// when it cannot be had) `503`.
 fn list_missing(rule: &Rule, missing: ListMissing, attempt: Attempt) -> Stop {
@@ -1185,6 +1324,8 @@ fn provider_keys<'k>(
     match &provider.keys {
         KeySource::Inline(keys) => KeysNow::Fresh(keys),
         KeySource::Remote(_) => remote.keys_now(provider_index, now),
+        // Never asked: JWTs never pick an opaque provider (see `Config::provider_by_issuer`).
+        KeySource::None => KeysNow::Unavailable,
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::alg::Portable;
 use crate::config::Config;
+use crate::introspection::IntrospectionCache;
 use crate::remote::KeysNow;
 use crate::token_cache::TokenCache;
 use crate::verify::UnixSeconds;
@@ -90,6 +91,7 @@ fn decide_on(config: &Config, method: &str, path: &str, headers: &[(String, Stri
         config,
         &mut Services {
             remote: &NoRemoteDocuments,
+            introspections: &IntrospectionCache::new(0),
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         },
@@ -113,6 +115,7 @@ fn reason_of(decision: &Decision) -> Option<&'static str> {
         Decision::Allow(_) => None,
         Decision::Deny(denial) => Some(denial.reason().as_str()),
         Decision::Wait(wait) => panic!("waits for keys: {wait:?}"),
+        Decision::Introspect(needed) => panic!("waits for introspection: {needed:?}"),
     }
 }
 
@@ -150,6 +153,7 @@ fn allowed(decision: Decision) -> Allowed {
         Decision::Allow(allowed) => allowed,
         Decision::Deny(denial) => panic!("denied: {denial:?}"),
         Decision::Wait(wait) => panic!("waits for keys: {wait:?}"),
+        Decision::Introspect(needed) => panic!("waits for introspection: {needed:?}"),
     }
 }
 
@@ -842,6 +846,7 @@ fn decide_remote(remote: &FixedRemoteKeys, token: &str, attempt: Attempt) -> Dec
     };
     let mut services = Services {
         remote,
+        introspections: &IntrospectionCache::new(0),
         signatures: &Portable,
         token_cache: &mut TokenCache::new(0),
     };
@@ -928,6 +933,7 @@ fn decide_cached(
 ) -> Decision {
     let mut services = Services {
         remote,
+        introspections: &IntrospectionCache::new(0),
         signatures: verifier,
         token_cache: cache,
     };
@@ -1391,6 +1397,7 @@ fn decide_from(
         config,
         &mut Services {
             remote: &NoRemoteDocuments,
+            introspections: &IntrospectionCache::new(0),
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         },
@@ -1867,6 +1874,7 @@ fn decide_with_lists(
         config,
         &mut Services {
             remote: lists,
+            introspections: &IntrospectionCache::new(0),
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         },
@@ -2023,4 +2031,320 @@ fn address_list_configuration_mistakes_are_refused() {
         ),
         Some("rules[0].deny.source_ips.any_lists".to_owned())
     );
+}
+
+/// An opaque-token provider next to the JWT one, and a rule that reads scopes.
+fn introspection_config(jwt_introspection: bool) -> Config {
+    let mut document = base_config();
+    let introspection = json!({
+        "endpoint": "https://idp.example.com/token/introspection",
+        "upstream": "idp", "client_id": "gateway", "client_secret": "secret",
+        "cache_seconds": 30, "negative_cache_seconds": 5
+    });
+    document["providers"].as_array_mut().unwrap().push(json!({
+        "name": "opaque", "issuer": "https://opaque.example.com", "audiences": [AUDIENCE],
+        "introspection": introspection,
+        "claims_to_headers": [{"claim": ["client_id"], "header": "x-client"}]
+    }));
+    if jwt_introspection {
+        document["providers"][0]["introspection"] = introspection;
+    }
+    document["rules"] = json!([
+        {"name": "writes", "match": {"path_prefix": "/write"}, "providers": ["opaque", "corp"],
+         "require": {"scopes": {"all": ["write"]}}},
+        {"name": "partner-only", "match": {"path_prefix": "/partner"}, "providers": ["partner"]}
+    ]);
+    load(&document)
+}
+
+const OPAQUE: &str = "mF_9.B5f-4.1JqM";
+
+fn decide_introspected(
+    config: &Config,
+    cache: &IntrospectionCache,
+    path: &str,
+    token: &str,
+    attempt: Attempt,
+) -> Decision {
+    authenticate(
+        config,
+        &mut Services {
+            remote: &NoRemoteDocuments,
+            introspections: cache,
+            signatures: &Portable,
+            token_cache: &mut TokenCache::new(16),
+        },
+        &Request {
+            method: "GET",
+            path,
+            headers: &bearer(token),
+            source_address: None,
+        },
+        NOW,
+        attempt,
+    )
+}
+
+fn answered(config: &Config, provider: usize, token: &str, answer: Value) -> IntrospectionCache {
+    let mut cache = IntrospectionCache::new(16);
+    let answer = match answer {
+        Value::Object(members) => crate::introspection::Introspected::Active(Arc::new(members)),
+        _ => crate::introspection::Introspected::Inactive,
+    };
+    let settings = config.providers[provider].introspection.as_ref().unwrap();
+    cache.insert(provider, token, answer, settings, NOW);
+    cache
+}
+
+fn active_answer() -> Value {
+    json!({"iss": "https://opaque.example.com", "aud": AUDIENCE, "exp": NOW + 600,
+           "client_id": "billing", "scope": "read write", "sub": "svc-billing"})
+}
+
+#[test]
+fn an_opaque_token_is_introspected_then_judged_by_the_answer() {
+    let config = introspection_config(false);
+    let empty = IntrospectionCache::new(16);
+    assert_eq!(
+        decide_introspected(&config, &empty, "/write/x", OPAQUE, Attempt::First),
+        Decision::Introspect(IntrospectionNeeded {
+            provider: 2,
+            token: OPAQUE.to_owned()
+        })
+    );
+    // Keys or lists waited for first: the token may still be introspected.
+    assert!(matches!(
+        decide_introspected(&config, &empty, "/write/x", OPAQUE, Attempt::AfterWait),
+        Decision::Introspect(_)
+    ));
+    let unanswered = decide_introspected(
+        &config,
+        &empty,
+        "/write/x",
+        OPAQUE,
+        Attempt::AfterIntrospection,
+    );
+    assert_denied(&unanswered, "introspection_unavailable");
+    assert_eq!(response_to(&unanswered, "r").status, 503);
+
+    let cache = answered(&config, 2, OPAQUE, active_answer());
+    let allowed = allowed(decide_introspected(
+        &config,
+        &cache,
+        "/write/x",
+        OPAQUE,
+        Attempt::First,
+    ));
+    assert_eq!(allowed.verification, Verification::Introspection);
+    assert_eq!(allowed.provider.as_deref(), Some("opaque"));
+    assert_eq!(allowed.subject.as_deref(), Some("svc-billing"));
+    assert_eq!(&*allowed.rule, "writes");
+    assert!(pairs(&allowed.edits.set_headers).contains(&("x-client", "billing")));
+
+    let read_only = answered(
+        &config,
+        2,
+        OPAQUE,
+        with(active_answer(), json!({"scope": "read"})),
+    );
+    assert_denied(
+        &decide_introspected(&config, &read_only, "/write/x", OPAQUE, Attempt::First),
+        "insufficient_scope",
+    );
+    let inactive = answered(&config, 2, OPAQUE, Value::Null);
+    let refused = decide_introspected(&config, &inactive, "/write/x", OPAQUE, Attempt::First);
+    assert_denied(&refused, "token_inactive");
+    assert_eq!(response_to(&refused, "r").status, 401);
+}
+
+#[test]
+fn an_active_answer_must_still_be_for_us() {
+    let config = introspection_config(false);
+    for (change, reason) in [
+        (json!({"aud": "api://elsewhere"}), "audience_mismatch"),
+        (json!({"aud": null}), "missing_claim"),
+        (json!({"iss": "https://evil.example.com"}), "invalid_claim"),
+        (json!({"exp": NOW - 3_600}), "expired"),
+        (json!({"exp": null}), "missing_claim"),
+        (json!({"sub": 7}), "invalid_claim"),
+    ] {
+        let answer = with(active_answer(), change.clone());
+        // An answer about a token already expired is not remembered; ask the check directly.
+        let members = answer.as_object().unwrap();
+        let checked = verify::check_introspected(members, &config.providers[2], NOW)
+            .map_err(|rejection| Denial::from(rejection).reason().as_str());
+        assert_eq!(checked, Err(reason), "{change}");
+    }
+}
+
+#[test]
+fn opaque_tokens_go_only_where_the_opaque_provider_is_accepted() {
+    let config = introspection_config(false);
+    let cache = answered(&config, 2, OPAQUE, active_answer());
+    assert_denied(
+        &decide_introspected(&config, &cache, "/partner/x", OPAQUE, Attempt::First),
+        "issuer_not_accepted",
+    );
+    // Not a bearer token's characters: refused before any call.
+    for bad in ["a b", "tok\u{e9}n", "==", "a=b"] {
+        assert_denied(
+            &decide_introspected(&config, &cache, "/write/x", bad, Attempt::First),
+            "malformed_token",
+        );
+    }
+    // Three segments and a JSON header: a JWT, never sent to introspection.
+    let broken_jwt = "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln";
+    assert_denied(
+        &decide_introspected(&config, &cache, "/write/x", broken_jwt, Attempt::First),
+        "malformed_json",
+    );
+    // Dots alone make no JWT.
+    assert!(matches!(
+        decide_introspected(&config, &cache, "/write/x", "a.b.c", Attempt::First),
+        Decision::Introspect(_)
+    ));
+    let oversized = "a".repeat(config.max_token_bytes + 1);
+    assert_denied(
+        &decide_introspected(&config, &cache, "/write/x", &oversized, Attempt::First),
+        "token_too_large",
+    );
+    // A JWT naming the opaque provider's issuer is nobody's: it has no keys.
+    let jwt = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"iss": "https://opaque.example.com"})),
+    );
+    assert_denied(
+        &decide_introspected(&config, &cache, "/write/x", &jwt, Attempt::First),
+        "unknown_issuer",
+    );
+}
+
+#[test]
+fn a_verified_jwt_is_also_introspected_when_its_provider_says_so() {
+    let config = introspection_config(true);
+    let jwt = token(
+        "RS256",
+        TestKey::Rsa2048,
+        &with(claims(), json!({"scope": "write"})),
+    );
+    let empty = IntrospectionCache::new(16);
+    assert_eq!(
+        decide_introspected(&config, &empty, "/write/x", &jwt, Attempt::First),
+        Decision::Introspect(IntrospectionNeeded {
+            provider: 0,
+            token: jwt.clone()
+        })
+    );
+    // A forged token is refused without asking anyone.
+    let forged = flip_last_signature_char(&jwt);
+    assert_denied(
+        &decide_introspected(&config, &empty, "/write/x", &forged, Attempt::First),
+        "bad_signature",
+    );
+    let active = answered(&config, 0, &jwt, json!({}));
+    let allowed = allowed(decide_introspected(
+        &config,
+        &active,
+        "/write/x",
+        &jwt,
+        Attempt::First,
+    ));
+    assert_eq!(allowed.verification, Verification::Signature);
+    let revoked = answered(&config, 0, &jwt, Value::Null);
+    assert_denied(
+        &decide_introspected(&config, &revoked, "/write/x", &jwt, Attempt::First),
+        "token_inactive",
+    );
+    // The token cache remembers the signature, not the answer: a hit is introspected too.
+    let mut token_cache = TokenCache::new(16);
+    for (cache, expected) in [(&active, None), (&revoked, Some("token_inactive"))] {
+        let decision = authenticate(
+            &config,
+            &mut Services {
+                remote: &NoRemoteDocuments,
+                introspections: cache,
+                signatures: &Portable,
+                token_cache: &mut token_cache,
+            },
+            &Request {
+                method: "GET",
+                path: "/write/x",
+                headers: &bearer(&jwt),
+                source_address: None,
+            },
+            NOW,
+            Attempt::First,
+        );
+        assert_eq!(reason_of(&decision), expected);
+    }
+    assert_eq!(token_cache.len(), 1);
+}
+
+fn flip_last_signature_char(token: &str) -> String {
+    let mut characters: Vec<char> = token.chars().collect();
+    let last = characters.len() - 2;
+    characters[last] = if characters[last] == 'A' { 'B' } else { 'A' };
+    characters.into_iter().collect()
+}
+
+#[test]
+fn introspection_configuration_mistakes_are_refused() {
+    let refused = |change: &dyn Fn(&mut Value)| {
+        let mut document = base_config();
+        document["providers"].as_array_mut().unwrap().push(json!({
+            "name": "opaque", "issuer": "https://opaque.example.com", "audiences": [AUDIENCE],
+            "introspection": {"endpoint": "https://idp.example.com/i", "upstream": "idp",
+                              "client_id": "gateway", "client_secret": "secret"}
+        }));
+        change(&mut document);
+        Config::from_json(document.to_string().as_bytes())
+            .err()
+            .map(|error| error.field)
+    };
+    assert_eq!(refused(&|_| {}), None);
+    let second = |document: &mut Value| {
+        let mut twin = document["providers"][2].clone();
+        twin["name"] = json!("opaque2");
+        twin["issuer"] = json!("https://opaque2.example.com");
+        document["providers"].as_array_mut().unwrap().push(twin);
+    };
+    assert_eq!(refused(&second), Some("providers[3]".to_owned()));
+    let with_algorithms = |document: &mut Value| {
+        document["providers"][2]["algorithms"] = json!(["RS256"]);
+    };
+    assert_eq!(
+        refused(&with_algorithms),
+        Some("providers[2].algorithms".to_owned())
+    );
+    for (member, value, field) in [
+        ("endpoint", json!("http://idp.example.com/i"), "endpoint"),
+        ("client_id", json!(""), "client_id"),
+        ("client_secret", json!(""), "client_secret"),
+        ("timeout_ms", json!(0), "timeout_ms"),
+        ("cache_seconds", json!(86_401), "cache_seconds"),
+        (
+            "negative_cache_seconds",
+            json!(3_601),
+            "negative_cache_seconds",
+        ),
+        ("cache_ttl", json!(5), "cache_ttl"),
+    ] {
+        let change = |document: &mut Value| {
+            document["providers"][2]["introspection"][member] = value.clone();
+        };
+        assert_eq!(
+            refused(&change),
+            Some(format!("providers[2].introspection.{field}")),
+            "{member}"
+        );
+    }
+    let device = |document: &mut Value| {
+        document["providers"][1]["token_sources"] = json!([{"header": "x-device-token"}]);
+        document["providers"][1]["introspection"] =
+            document["providers"][2]["introspection"].clone();
+        document["device"] = json!({"provider": "partner"});
+        document["rules"] = json!([]);
+    };
+    assert_eq!(refused(&device), Some("device.provider".to_owned()));
 }

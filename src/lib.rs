@@ -42,6 +42,7 @@ pub mod decision;
 mod der;
 mod es384;
 pub mod host_crypto;
+pub mod introspection;
 mod json;
 pub mod jwks;
 pub mod policy;

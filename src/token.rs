@@ -235,6 +235,33 @@ pub struct UntrustedToken<'a> {
     pub signature: Vec<u8>,
 }
 
+/// Has the shape of a JWS compact serialization: three dot-separated segments, the first a
+/// JSON object (the JOSE header). Such a token is parsed as a JWT, never taken for an opaque
+/// token; other tokens with dots (RFC 6750's own example, `mF_9.B5f-4.1JqM`) may be opaque.
+pub fn has_jws_shape(token: &str) -> bool {
+    if token.bytes().filter(|byte| *byte == b'.').count() != 2 {
+        return false;
+    }
+    let header = token.split('.').next().unwrap_or_default();
+    // Leniently decoded: a JWT with a damaged header is still a JWT, refused as malformed.
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .unwrap_or_default();
+    decoded
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{')
+}
+
+/// RFC 6750 §2.1 `b64token`: what a bearer token may be, e.g. an opaque access token.
+pub fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
+}
+
 /// Parses a compact JWS, strictly (see the module docs).
 pub fn parse(token: &str, max_token_bytes: usize) -> Result<UntrustedToken<'_>, MalformedToken> {
     if token.len() > max_token_bytes {

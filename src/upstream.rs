@@ -63,14 +63,24 @@ pub fn identity_headers(
     provider: &Provider,
     token: &VerifiedToken<'_>,
 ) -> Vec<(Arc<str>, Arc<str>)> {
-    let mut headers = Vec::new();
-    for mapping in &provider.claims_to_headers {
-        if let Some(value) = claim_at(&token.claims, &mapping.claim).and_then(header_value) {
-            headers.push((Arc::clone(&mapping.header), Arc::from(value)));
-        }
-    }
+    let mut headers = claim_headers(provider, &token.claims);
     if let Some(header) = &provider.payload_header {
         headers.push((Arc::clone(header), Arc::from(token.encoded_payload)));
+    }
+    headers
+}
+
+/// The provider's `claims_to_headers` of `claims` (a verified token's, or an active
+/// introspection answer's).
+pub fn claim_headers(
+    provider: &Provider,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<(Arc<str>, Arc<str>)> {
+    let mut headers = Vec::new();
+    for mapping in &provider.claims_to_headers {
+        if let Some(value) = claim_at(claims, &mapping.claim).and_then(header_value) {
+            headers.push((Arc::clone(&mapping.header), Arc::from(value)));
+        }
     }
     headers
 }

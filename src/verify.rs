@@ -140,6 +140,17 @@ pub fn verify<'a>(
     })
 }
 
+/// Checks the members of an active introspection answer about an opaque token like a JWT's
+/// claims: required claims, `iss` (the provider's), `sub` and `jti` strings, lifetime with
+/// clock skew, audience. The provider said the token is active; this says it is for us.
+pub fn check_introspected(
+    members: &Map<String, Value>,
+    provider: &Provider,
+    now: UnixSeconds,
+) -> Result<(), Rejection> {
+    check_claims(members, provider, now).map(|_| ())
+}
+
 fn check_claims(
     claims: &Map<String, Value>,
     provider: &Provider,

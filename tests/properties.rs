@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::config::{Config, KeySource, ProviderIndex};
 use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteDocuments, Services};
+use wasm_jwt_authn::introspection::IntrospectionCache;
 use wasm_jwt_authn::jwks::KeySet;
 use wasm_jwt_authn::remote::{AddressesNow, KeysNow};
 use wasm_jwt_authn::token::{self, Request};
@@ -261,6 +262,7 @@ fn authenticate_portably(
 ) -> Decision {
     let mut services = Services {
         remote,
+        introspections: &IntrospectionCache::new(0),
         signatures: &Portable,
         token_cache: &mut TokenCache::new(0),
     };

@@ -376,10 +376,25 @@ pub(crate) fn dispatch_http_call(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<u32, Status> {
+    dispatch_http_call_with_body(upstream, headers, &[], timeout)
+}
+
+/// [`dispatch_http_call`] with a request body (e.g. a form POST).
+pub(crate) fn dispatch_http_call_with_body(
+    upstream: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<u32, Status> {
     let headers = encode_pairs(headers);
     let trailers = encode_pairs(&[]);
     let milliseconds = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
     let mut token: u32 = 0;
+    let body_pointer = if body.is_empty() {
+        null()
+    } else {
+        body.as_ptr()
+    };
     // SAFETY: the pointers and lengths describe live buffers (an empty body: null, 0); the
     // host writes the token through a pointer to a live local.
     Status::check(unsafe {
@@ -388,8 +403,8 @@ pub(crate) fn dispatch_http_call(
             upstream.len(),
             headers.as_ptr(),
             headers.len(),
-            null(),
-            0,
+            body_pointer,
+            body.len(),
             trailers.as_ptr(),
             trailers.len(),
             milliseconds,

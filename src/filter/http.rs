@@ -35,10 +35,10 @@ impl AuthnHttpContext {
     /// unauthenticated request along.
     pub(crate) fn hold_while_parked(&mut self) -> Action {
         let parked = self.waiting
-            && self
-                .shared
-                .as_ref()
-                .is_some_and(|shared| shared.keys.borrow().is_parked(self.context_id));
+            && self.shared.as_ref().is_some_and(|shared| {
+                shared.keys.borrow().is_parked(self.context_id)
+                    || shared.introspections.borrow().is_parked(self.context_id)
+            });
         if parked {
             Action::Pause
         } else {
@@ -65,11 +65,13 @@ fn action(applied: Applied) -> Action {
 }
 
 impl AuthnHttpContext {
-    /// The request is over: a request still waiting for keys leaves the wait list.
+    /// The request is over: a request still waiting for keys or an introspection call leaves
+    /// the wait list (the call goes on for the others).
     pub(crate) fn on_done(&mut self) {
         if self.waiting {
             if let Some(shared) = &self.shared {
                 shared.keys.borrow_mut().forget(self.context_id);
+                shared.introspections.borrow_mut().forget(self.context_id);
             }
         }
     }
@@ -118,9 +120,22 @@ impl AuthnHttpContext {
             super::keys::adopt_if_unavailable(&shared, context_id, now);
             decision = shared.decide(&request, now, Attempt::First);
         }
+        self.settle(&shared, request, decision, now)
+    }
+
+    /// Applies a decision; a request that must wait is parked (with the key store, or on an
+    /// introspection call), and one that cannot is decided again at once, a step further.
+    fn settle(
+        &mut self,
+        shared: &Shared,
+        request: OwnedRequest,
+        decision: Decision,
+        now: i64,
+    ) -> Action {
+        let context_id = self.context_id;
         match decision {
-            Decision::Allow(allowed) => action(apply::allow(&shared, context_id, &allowed)),
-            Decision::Deny(denial) => action(apply::deny(&shared, context_id, &denial)),
+            Decision::Allow(allowed) => action(apply::allow(shared, context_id, &allowed)),
+            Decision::Deny(denial) => action(apply::deny(shared, context_id, &denial)),
             Decision::Wait(wait) => {
                 let parked = shared
                     .keys
@@ -131,10 +146,24 @@ impl AuthnHttpContext {
                         self.waiting = true;
                         Action::Pause
                     }
-                    // Waiting cannot help (no refetch allowed now): decide finally, at once.
+                    // Waiting cannot help (no refetch allowed now): decide again at once, as
+                    // after the wait; the token may still need introspecting.
                     Err(request) => {
                         let decision = shared.decide(&request, now, Attempt::AfterWait);
-                        action(super::keys::apply_decision(&shared, context_id, &decision))
+                        self.settle(shared, request, decision, now)
+                    }
+                }
+            }
+            Decision::Introspect(needed) => {
+                match super::introspect::park(shared, context_id, needed, request, now) {
+                    Ok(()) => {
+                        self.waiting = true;
+                        Action::Pause
+                    }
+                    // Too many waiting, or the call could not be made: decide finally (`503`).
+                    Err(request) => {
+                        let decision = shared.decide(&request, now, Attempt::AfterIntrospection);
+                        action(super::keys::apply_decision(shared, context_id, &decision))
                     }
                 }
             }

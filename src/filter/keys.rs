@@ -30,6 +30,7 @@ use crate::verify::UnixSeconds;
 use crate::waiting::{self, WaitList, Waiter};
 
 use super::apply::{self, Applied};
+use super::introspect;
 use super::stats::SourceKind;
 use super::{log, Shared};
 
@@ -168,7 +169,7 @@ impl KeyStore {
             .providers
             .iter()
             .map(|provider| match &provider.keys {
-                KeySource::Inline(_) => None,
+                KeySource::Inline(_) | KeySource::None => None,
                 KeySource::Remote(settings) => Some(remote(
                     Fetcher::for_keys(
                         settings.clone(),
@@ -278,18 +279,33 @@ impl KeyStore {
     }
 }
 
-/// Decides a woken request again, in its own context, and lets it go on or answers it.
-fn wake(shared: &Shared, waiter: &Waiter<OwnedRequest>, now: UnixSeconds) {
-    if abi::set_effective_context(waiter.context_id).is_err() {
+/// Decides a woken request again (`attempt`: after which wait), in its own context, and lets
+/// it go on or answers it — or, when its token must now be introspected, parks it on that call.
+pub(crate) fn wake(
+    shared: &Shared,
+    context_id: u32,
+    request: &OwnedRequest,
+    now: UnixSeconds,
+    attempt: Attempt,
+) {
+    if abi::set_effective_context(context_id).is_err() {
         return; // The stream is gone.
     }
-    let decision = shared.decide(&waiter.request, now, Attempt::AfterWait);
-    let applied = apply_decision(shared, waiter.context_id, &decision);
+    let decision = match shared.decide(request, now, attempt) {
+        Decision::Introspect(needed) => {
+            match introspect::park(shared, context_id, needed, request.clone(), now) {
+                Ok(()) => return, // It waits on, for the provider's answer.
+                Err(request) => shared.decide(&request, now, Attempt::AfterIntrospection),
+            }
+        }
+        decision => decision,
+    };
+    let applied = apply_decision(shared, context_id, &decision);
     if applied == Applied::Forward {
         if let Err(status) = abi::resume_http_request() {
             log(
                 LogLevel::Error,
-                waiter.context_id,
+                context_id,
                 &format!("cannot resume the request: {status:?}"),
             );
         }
@@ -301,7 +317,9 @@ pub(crate) fn apply_decision(shared: &Shared, context_id: u32, decision: &Decisi
     match decision {
         Decision::Allow(allowed) => apply::allow(shared, context_id, allowed),
         Decision::Deny(denial) => apply::deny(shared, context_id, denial),
-        Decision::Wait(_) => apply::fail_closed(shared, context_id, "a request waited twice"),
+        Decision::Wait(_) | Decision::Introspect(_) => {
+            apply::fail_closed(shared, context_id, "a request waited twice")
+        }
     }
 }
 
@@ -342,7 +360,13 @@ fn wake_ready(shared: &Shared, now: UnixSeconds) {
 
 fn wake_all(shared: &Shared, waiters: &[Waiter<OwnedRequest>], now: UnixSeconds) {
     for waiter in waiters {
-        wake(shared, waiter, now);
+        wake(
+            shared,
+            waiter.context_id,
+            &waiter.request,
+            now,
+            Attempt::AfterWait,
+        );
     }
     if !waiters.is_empty() {
         // Hand the host back the root context that called us.

@@ -14,6 +14,7 @@ mod apply;
 mod crypto;
 mod entry;
 mod http;
+mod introspect;
 mod keys;
 mod stats;
 
@@ -28,6 +29,7 @@ use crate::decision::{self, Attempt, Decision, Services};
 use crate::token_cache::TokenCache;
 
 use self::crypto::{Signatures, Verifier};
+use self::introspect::Introspections;
 use self::keys::{KeyStore, OwnedRequest};
 use self::stats::Stats;
 
@@ -51,6 +53,7 @@ impl Shared {
     /// Decides a request against this configuration and the keys this worker has now.
     fn decide(&self, request: &OwnedRequest, now: i64, attempt: Attempt) -> Decision {
         let keys = self.keys.borrow();
+        let introspections = self.introspections.borrow();
         let mut token_cache = self.token_cache.borrow_mut();
         let verifier = Verifier {
             signatures: self.signatures,
@@ -59,6 +62,7 @@ impl Shared {
         };
         let mut services = Services {
             remote: &*keys,
+            introspections: &introspections.cache,
             signatures: &verifier,
             token_cache: &mut token_cache,
         };
@@ -81,6 +85,8 @@ struct Shared {
     signatures: Signatures,
     /// Verified tokens of this configuration.
     token_cache: RefCell<TokenCache>,
+    /// Introspection answers and calls in flight.
+    introspections: RefCell<Introspections>,
     /// The root context that owns this state: key fetches and wake-ups run in it.
     root_context_id: u32,
 }
@@ -106,7 +112,11 @@ impl AuthnRoot {
 
     fn on_http_call_response(&mut self, token: u32, body_size: usize) {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
-            keys::on_call_response(shared, self.context_id, token, body_size, now);
+            let handled =
+                introspect::on_call_response(shared, self.context_id, token, body_size, now);
+            if !handled {
+                keys::on_call_response(shared, self.context_id, token, body_size, now);
+            }
         }
     }
 
@@ -165,7 +175,12 @@ impl AuthnRoot {
         };
         let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
         keys.create_records();
-        if keys.has_remote_documents() {
+        let introspects = loaded
+            .config
+            .providers
+            .iter()
+            .any(|provider| provider.introspection.is_some());
+        if keys.has_remote_documents() || introspects {
             if let Err(status) = abi::set_tick_period(TICK) {
                 log(
                     LogLevel::Error,
@@ -192,10 +207,12 @@ impl AuthnRoot {
         );
         if let Some(previous) = self.state.take() {
             keys::release_all(&previous, now);
+            introspect::release_all(&previous, now);
         }
         self.state = Some(Rc::new(Shared {
             root_context_id: self.context_id,
             token_cache: RefCell::new(TokenCache::new(loaded.config.token_cache_entries)),
+            introspections: RefCell::new(Introspections::new()),
             config: loaded.config,
             stats,
             keys: RefCell::new(keys),
@@ -207,6 +224,7 @@ impl AuthnRoot {
     fn on_tick(&mut self) {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
             keys::tick(shared, self.context_id, now);
+            introspect::tick(shared, self.context_id, now);
         }
     }
 }

@@ -5,7 +5,9 @@
 //! (since the keys in force were fetched) and `wasm_jwt_authn.jwks.<provider>.stale` (1 while
 //! keys past their refresh time are in use because fetches fail). Address lists have the same
 //! under `wasm_jwt_authn.address_lists.` (`fetch_success`, `fetch_failure.<error>`,
-//! `adopted_from_other_worker`, `<list>.age_seconds`, `<list>.stale`).
+//! `adopted_from_other_worker`, `<list>.age_seconds`, `<list>.stale`). Introspection calls:
+//! `wasm_jwt_authn.introspection.active`, `.inactive` (what the provider answered) and
+//! `.failure` (no answer).
 //!
 //! Performance: `wasm_jwt_authn.token_cache.hit` / `.miss` (allowed requests whose token was
 //! remembered / verified while the cache is on), the gauges `wasm_jwt_authn.token_cache.entries`
@@ -25,6 +27,9 @@ pub(crate) struct Stats {
     allowed: u32,
     allowed_anonymous: u32,
     internal_error: u32,
+    introspection_active: u32,
+    introspection_inactive: u32,
+    introspection_failure: u32,
     key_fetches: FetchCounters,
     list_fetches: FetchCounters,
     token_cache_hit: u32,
@@ -57,7 +62,7 @@ impl Stats {
         let mut gauges = Vec::new();
         for provider in &config.providers {
             gauges.push(match provider.keys {
-                KeySource::Inline(_) => None,
+                KeySource::Inline(_) | KeySource::None => None,
                 KeySource::Remote(_) => Some(source_gauges("jwks", &provider.name)?),
             });
         }
@@ -68,6 +73,9 @@ impl Stats {
             allowed: counter("wasm_jwt_authn.allowed")?,
             allowed_anonymous: counter("wasm_jwt_authn.allowed_anonymous")?,
             internal_error: counter("wasm_jwt_authn.internal_error")?,
+            introspection_active: counter("wasm_jwt_authn.introspection.active")?,
+            introspection_inactive: counter("wasm_jwt_authn.introspection.inactive")?,
+            introspection_failure: counter("wasm_jwt_authn.introspection.failure")?,
             key_fetches: FetchCounters::define("wasm_jwt_authn.jwks")?,
             list_fetches: FetchCounters::define("wasm_jwt_authn.address_lists")?,
             token_cache_hit: counter("wasm_jwt_authn.token_cache.hit")?,
@@ -112,6 +120,20 @@ impl Stats {
         }
     }
 
+    /// An introspection call answered: the token is active, or not.
+    pub(crate) fn count_introspection(&self, active: bool) {
+        Self::increment(if active {
+            self.introspection_active
+        } else {
+            self.introspection_inactive
+        });
+    }
+
+    /// An introspection call gave no answer (not dispatched, timed out, refused, unreadable).
+    pub(crate) fn count_introspection_failure(&self) {
+        Self::increment(self.introspection_failure);
+    }
+
     pub(crate) fn count_fetch_success(&self, kind: SourceKind) {
         Self::increment(self.fetches(kind).success);
     }
@@ -137,7 +159,8 @@ impl Stats {
                 Verification::Signature if cache.is_enabled() => {
                     Self::increment(self.token_cache_miss);
                 }
-                Verification::Signature | Verification::Anonymous => {}
+                Verification::Signature | Verification::Anonymous | Verification::Introspection => {
+                }
             }
         }
         let count = self.decisions_since_gauges.get().wrapping_add(1);
