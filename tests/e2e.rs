@@ -1018,6 +1018,80 @@ fn a_remote_address_list_is_fetched_shared_and_refreshed_in_envoy() {
     stand.finish();
 }
 
+/// A provider that verifies JWTs with its keys and then asks its introspection endpoint
+/// whether they are still active: the answer is what the endpoint serves, and a revoked token
+/// is refused once the remembered "active" is older than `cache_seconds`.
+#[test]
+fn a_verified_jwt_is_refused_once_introspection_says_it_is_revoked() {
+    let introspector = EchoUpstream::start();
+    introspector.serve_document("/introspect", "application/json", r#"{"active":true}"#);
+    let mut configuration = verifying_configuration();
+    configuration["providers"][0]["allow_http"] = json!(true);
+    configuration["providers"][0]["introspection"] = json!({
+        "endpoint": "http://introspect.e2e.test/introspect", "upstream": "introspector",
+        "client_id": "gateway", "client_secret": "s3cret",
+        "cache_seconds": 1, "negative_cache_seconds": 1
+    });
+    let options = Options {
+        clusters: vec![loopback_cluster("introspector", introspector.port())],
+        ..Options::default()
+    };
+    let stand = Stand::start_with("jwt-introspection", &configuration, &options);
+    let token = signed("RS256", &claims(MAIN_ISSUER, "user-1"));
+    let authorization = bearer(&token);
+    stand.scenario(
+        "an_active_token_is_asked_about_once_then_remembered",
+        || {
+            stand
+                .get("/orders", &[("authorization", &authorization)])
+                .allowed("user-1");
+            stand
+                .get("/orders", &[("authorization", &authorization)])
+                .allowed("user-1");
+            let calls = introspector.take();
+            assert_eq!(calls.len(), 1, "one introspection call: {calls:?}");
+            let call = &calls[0];
+            assert_eq!(
+                (call.method.as_str(), call.path.as_str()),
+                ("POST", "/introspect")
+            );
+            assert_eq!(call.header("host"), Some("introspect.e2e.test"));
+            // RFC 6749 §2.3.1: Basic base64("gateway:s3cret").
+            assert_eq!(
+                call.header("authorization"),
+                Some("Basic Z2F0ZXdheTpzM2NyZXQ=")
+            );
+            assert_eq!(
+                call.header("content-type"),
+                Some("application/x-www-form-urlencoded")
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&call.body),
+                format!("token={token}&token_type_hint=access_token")
+            );
+            assert_eq!(stand.envoy.counter("introspection.active"), 1);
+        },
+    );
+    stand.scenario("a_forged_token_is_refused_without_asking", || {
+        let forged = flip_signature_bit(&token);
+        stand
+            .get("/orders", &[("authorization", &bearer(&forged))])
+            .denied("bad_signature");
+        assert!(introspector.take().is_empty());
+    });
+    stand.scenario("a_revoked_token_is_refused_after_cache_seconds", || {
+        introspector.serve_document("/introspect", "application/json", r#"{"active":false}"#);
+        // Past the remembered answer's second on the filter's whole-second clock.
+        std::thread::sleep(Duration::from_millis(2_100));
+        stand
+            .get("/orders", &[("authorization", &authorization)])
+            .denied("token_inactive");
+        assert_eq!(introspector.take().len(), 1);
+        assert_eq!(stand.envoy.counter("introspection.inactive"), 1);
+    });
+    stand.finish();
+}
+
 const DEVICE_ISSUER: &str = "https://device-trust.e2e.test";
 
 #[test]

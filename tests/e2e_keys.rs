@@ -1,5 +1,6 @@
-//! End-to-end tests of remote keys: the built filter (`.wasm`) in a real Envoy (1.40, V8)
-//! fetching its keys from a real OpenID Provider (`oidc-provider`, `tests/e2e/idp.rs`) over
+//! End-to-end tests of what the filter asks the identity provider — its keys, and whether an
+//! opaque token is active (RFC 7662 introspection, at the end) — the built filter (`.wasm`)
+//! in a real Envoy (1.40, V8) asking a real OpenID Provider (`oidc-provider`, `tests/e2e/idp.rs`) over
 //! HTTPS, through an Envoy cluster whose TLS transport socket trusts only the IdP's throwaway
 //! test CA (SNI `localhost`, the certificate's `127.0.0.1` SAN checked). The filter sends the
 //! URI's authority (`127.0.0.1:<port>`) as `:authority`, so discovery's `jwks_uri` names the same
@@ -857,5 +858,106 @@ fn four_workers_fetch_once_and_adopt() {
     assert!(adopted >= 1);
     eprintln!(
         "4 workers: {REQUESTS} requests in {duration:?}; adopted_from_other_worker = {adopted}"
+    );
+}
+
+// ----- introspection ---------------------------------------------------------------------------
+
+/// The resource whose tokens the IdP issues opaque (see `tests/idp/server.mjs`).
+const OPAQUE_RESOURCE: &str = "urn:opaque:orders";
+
+/// One provider of opaque tokens, vouched for by the IdP's introspection endpoint alone; the
+/// answer's `client_id` becomes `x-jwt-sub`, which [`assert_allowed`] checks.
+fn introspection_configuration(idp: &Idp, cache_seconds: u64) -> Value {
+    json!({"providers": [{
+        "name": PROVIDER,
+        "issuer": idp.issuer,
+        "audiences": [OPAQUE_RESOURCE],
+        "introspection": {
+            "endpoint": idp.introspection_endpoint(),
+            "upstream": CLUSTER,
+            "client_id": idp::CLIENT_ID,
+            "client_secret": idp::CLIENT_SECRET,
+            "cache_seconds": cache_seconds,
+            "negative_cache_seconds": 1
+        },
+        "claims_to_headers": [{"claim": ["client_id"], "header": "x-jwt-sub"}]
+    }]})
+}
+
+/// The IdP's opaque tokens are introspected over TLS, one call for many requests; once the
+/// token is revoked at the IdP it is refused `401 token_inactive` within `cache_seconds`; a
+/// token the IdP never issued is inactive; an IdP that cannot answer gets `503`, never `200`.
+#[test]
+fn opaque_tokens_are_introspected_and_refused_once_revoked() {
+    let idp = Idp::start(IdpOptions::default());
+    let token = idp.token_for(OPAQUE_RESOURCE);
+    assert_eq!(token.matches('.').count(), 0, "an opaque token: {token}");
+    assert_eq!(idp.introspect(&token)["active"], true);
+    let cache_seconds = 2;
+    let proxy = Proxy::start(
+        "introspection",
+        &introspection_configuration(&idp, cache_seconds),
+        idp_cluster(&idp),
+        1,
+    );
+    idp.reset_stats();
+
+    // Six requests at once with one token: one introspection call, joined or remembered.
+    let tokens = vec![token.clone(); 6];
+    for (response, _) in send_all(proxy.listener(), &tokens, 6) {
+        assert_allowed(&response);
+    }
+    assert_eq!(idp.introspection_requests(), 1, "one call for the token");
+    assert_eq!(proxy.counter("introspection.active"), 1);
+    assert_eq!(proxy.counter("allowed"), 6);
+
+    // Revoked at the IdP: refused once the remembered answer is older than cache_seconds.
+    idp.revoke(&token);
+    let revoked_at = Instant::now();
+    let refused_after = loop {
+        let (response, _) = proxy.get(&token);
+        if response.status != 200 {
+            assert_denied(&response, "token_inactive");
+            break revoked_at.elapsed();
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(cache_seconds + 2),
+            "a revoked token still accepted {:?} after revocation",
+            revoked_at.elapsed()
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(proxy.counter("introspection.inactive"), 1);
+    // The inactive answer is remembered: a retry costs no call.
+    let calls = idp.introspection_requests();
+    assert_denied(&proxy.get(&token).0, "token_inactive");
+    assert_eq!(idp.introspection_requests(), calls);
+
+    // A token the IdP never issued, and a JWT (the only provider takes opaque tokens).
+    assert_denied(&proxy.get("never-issued-token").0, "token_inactive");
+    assert_denied(&proxy.get(&idp.token()).0, "unknown_issuer");
+
+    // The IdP drops introspection calls: a fresh token cannot be vouched for.
+    idp.set_mode("introspection", "down", 0);
+    let fresh = idp.token_for(OPAQUE_RESOURCE);
+    let (response, took) = proxy.get(&fresh);
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(
+        response.json(),
+        json!({
+            "error": "temporarily_unavailable",
+            "reason": "introspection_unavailable",
+            "description": "the identity provider cannot say whether the token is active"
+        })
+    );
+    assert_eq!(response.header("retry-after"), Some("5"));
+    assert!(proxy.counter("introspection.failure") >= 1);
+    // Nothing is remembered of a failure: back up, the same token is allowed.
+    idp.set_mode("introspection", "normal", 0);
+    assert_allowed(&proxy.get(&fresh).0);
+    eprintln!(
+        "introspection: revoked token refused after {refused_after:?} (cache_seconds \
+         {cache_seconds}); the IdP-down answer took {took:?}"
     );
 }

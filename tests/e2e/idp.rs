@@ -238,6 +238,35 @@ impl Idp {
         format!("{}/token", self.base_url())
     }
 
+    /// The introspection endpoint (RFC 7662) on loopback.
+    #[allow(dead_code)] // used by tests/e2e_keys.rs only
+    pub fn introspection_endpoint(&self) -> String {
+        format!("{}/token/introspection", self.base_url())
+    }
+
+    /// Revokes an opaque access token at the OP's revocation endpoint (RFC 7009), as its
+    /// client would.
+    #[allow(dead_code)] // used by tests/e2e_keys.rs only
+    pub fn revoke(&self, token: &str) {
+        let response = self.admin("POST", "/revoke", Some(&json!({ "token": token })));
+        assert_eq!(response["revoked"], true, "admin POST /revoke: {response}");
+    }
+
+    /// What the OP's introspection endpoint says of `token` now.
+    #[allow(dead_code)] // used by tests/e2e_keys.rs only
+    pub fn introspect(&self, token: &str) -> Value {
+        self.admin("POST", "/introspect", Some(&json!({ "token": token })))
+    }
+
+    /// Introspection requests the OP has received ([`Idp::introspect`]'s included).
+    #[allow(dead_code)] // used by tests/e2e_keys.rs only
+    pub fn introspection_requests(&self) -> u64 {
+        let stats = self.admin("GET", "/stats", None);
+        stats["introspection_requests"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("admin GET /stats without introspection_requests: {stats}"))
+    }
+
     /// The issuer's path (`/realms/corp`), or empty.
     fn issuer_path(&self) -> &str {
         let after_scheme = self

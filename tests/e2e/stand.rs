@@ -141,8 +141,13 @@ impl Stand {
         let after = self.envoy.counters();
         let (cache_changes, counter_changes) = after
             .iter()
-            // Fetches of keys and address lists run in the background, not per request.
-            .filter(|(name, _)| !name.starts_with("jwks.") && !name.starts_with("address_lists."))
+            // Fetches of keys and address lists run in the background, and introspection calls
+            // serve many requests: they count calls, not requests.
+            .filter(|(name, _)| {
+                !["jwks.", "address_lists.", "introspection."]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+            })
             .filter_map(|(name, value)| {
                 let earlier = before.get(name).copied().unwrap_or(0);
                 (*value != earlier)

@@ -102,8 +102,11 @@ const state = {
   modes: {
     jwks: { mode: 'normal', delayMs: 0 },
     discovery: { mode: 'normal', delayMs: 0 },
+    introspection: { mode: 'normal', delayMs: 0 },
   },
-  stats: { jwks_requests: 0, discovery_requests: 0, token_requests: 0 },
+  stats: {
+    jwks_requests: 0, discovery_requests: 0, token_requests: 0, introspection_requests: 0,
+  },
   provider: undefined,
   handler: undefined,
   // One-shot extra claims for tokens requested through the admin API, by request id.
@@ -160,6 +163,10 @@ function buildProvider(issuer) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 7662 and RFC 7009, for opaque access tokens (oidc-provider introspects and revokes
+      // only those): the filter's introspection and the tests' revocations.
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         // No `resource` parameter: the token is for IDP_RESOURCE all the same.
@@ -167,11 +174,12 @@ function buildProvider(issuer) {
         useGrantedResource: () => true,
         // Any resource indicator is accepted and becomes `aud`, so tests can get tokens for the
         // wrong audience from the same IdP. `accessTokenFormat: 'jwt'` is what makes the token a
-        // JWT (RFC 9068); the default is opaque.
+        // JWT (RFC 9068); resources named `urn:opaque:…` get opaque tokens instead, which the
+        // introspection endpoint describes.
         getResourceServerInfo: (ctx, resourceIndicator) => ({
           audience: resourceIndicator,
           scope: SCOPES.join(' '),
-          accessTokenFormat: 'jwt',
+          accessTokenFormat: resourceIndicator.startsWith('urn:opaque:') ? 'opaque' : 'jwt',
           accessTokenTTL: config.tokenTtl,
           jwt: { sign: { alg: state.alg } },
         }),
@@ -251,6 +259,9 @@ function frontHandler(req, res) {
     target = 'discovery';
   } else if (pathname === '/token') {
     state.stats.token_requests += 1;
+  } else if (pathname === '/token/introspection') {
+    state.stats.introspection_requests += 1;
+    target = 'introspection';
   }
   if (target && faulty(req, res, target)) return;
   passToProvider(req, res);
@@ -282,6 +293,52 @@ function parseJson(body) {
     if (error instanceof BadRequest) throw error;
     throw new BadRequest(`body is not JSON: ${error.message}`);
   }
+}
+
+// A form POST to the OP's endpoint at `path` with the client's credentials, over its own
+// transport, as a client would make it: the parsed JSON answer, or `undefined` for no body.
+function postToOp(path, form, extraHeaders = {}) {
+  const body = form.toString();
+  const headers = {
+    authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+    'content-type': 'application/x-www-form-urlencoded',
+    'content-length': Buffer.byteLength(body),
+    ...extraHeaders,
+  };
+  const target = new URL(`${issuerPathPrefix}${path}`, opBaseUrl);
+  const transport = target.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = transport.request(target, {
+      method: 'POST', headers, ca: opCa, agent: false, timeout: 10000,
+    }, (res) => {
+      readBody(res).then((text) => {
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { json = undefined; }
+        resolve({ status: res.statusCode, text, json });
+      }, reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`POST ${path} timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// A real revocation (RFC 7009) of an opaque access token.
+async function revokeToken({ token }) {
+  if (typeof token !== 'string' || !token) throw new BadRequest('token must be a non-empty string');
+  const form = new URLSearchParams({ token, token_type_hint: 'access_token' });
+  const { status, text } = await postToOp('/token/revocation', form);
+  if (status !== 200) throw new Error(`revocation endpoint answered ${status}: ${text}`);
+  return { revoked: true };
+}
+
+// A real introspection (RFC 7662), as the filter makes it: the OP's answer.
+async function introspectToken({ token }) {
+  if (typeof token !== 'string' || !token) throw new BadRequest('token must be a non-empty string');
+  const form = new URLSearchParams({ token, token_type_hint: 'access_token' });
+  const { status, text, json } = await postToOp('/token/introspection', form);
+  if (status !== 200 || !json) throw new Error(`introspection endpoint answered ${status}: ${text}`);
+  return json;
 }
 
 // A real client_credentials request to the OP over its own transport, as a client would make it.
@@ -339,8 +396,10 @@ function rotate({ retire_previous: retirePrevious = false, alg }) {
 }
 
 function setMode({ target, mode, delay_ms: delayMs = 1000 }) {
-  const targets = { jwks: ['jwks'], discovery: ['discovery'], all: ['jwks', 'discovery'] }[target];
-  if (!targets) throw new BadRequest('target must be "jwks", "discovery" or "all"');
+  const targets = {
+    jwks: ['jwks'], discovery: ['discovery'], introspection: ['introspection'], all: ['jwks', 'discovery'],
+  }[target];
+  if (!targets) throw new BadRequest('target must be "jwks", "discovery", "introspection" or "all"');
   if (!MODES.has(mode)) throw new BadRequest(`mode must be one of ${[...MODES].join(', ')}`);
   if (!Number.isInteger(delayMs) || delayMs < 0) throw new BadRequest('delay_ms must be a non-negative integer');
   for (const name of targets) state.modes[name] = { mode, delayMs };
@@ -356,9 +415,13 @@ function modesView() {
 const adminRoutes = {
   'GET /stats': () => ({ ...state.stats }),
   'POST /reset-stats': () => {
-    state.stats = { jwks_requests: 0, discovery_requests: 0, token_requests: 0 };
+    state.stats = {
+      jwks_requests: 0, discovery_requests: 0, token_requests: 0, introspection_requests: 0,
+    };
     return { ...state.stats };
   },
+  'POST /revoke': revokeToken,
+  'POST /introspect': introspectToken,
   'POST /rotate': rotate,
   'GET /mode': modesView,
   'POST /mode': setMode,
