@@ -7,9 +7,11 @@
 //! 1. **Configure** ([`config`]): the plugin configuration (JSON) becomes a [`config::Config`]
 //!    that cannot be invalid: providers with their parsed key sets ([`jwks`]), rules, limits.
 //!    A bad configuration is refused whole, with the field at fault named.
-//! 2. **Match a rule** ([`decision`]): the first rule whose path and method match decides
-//!    whether the route is anonymous or which providers it accepts. No match means a valid
-//!    token from any provider is required: deny by default.
+//! 2. **Match a rule** ([`decision`]): deny rules first, then the first allow rule whose path,
+//!    method and host match decides whether the route is anonymous or which providers it
+//!    accepts, and what it requires of the request's context ([`request_context`]: client
+//!    address, inline or fetched address lists, time) and of the token ([`policy`]). No match
+//!    means a valid token from any provider is required: deny by default.
 //! 3. **Find the token** ([`token::extract`]) in the sources the accepted providers use
 //!    (`Authorization: Bearer`, a query parameter, a cookie); two tokens are refused.
 //! 4. **Parse strictly** ([`token::parse`]) into an [`token::UntrustedToken`]: canonical
@@ -19,7 +21,9 @@
 //!    signature ([`alg`]: checked in Rust, the arithmetic by the proxy's crypto or the portable
 //!    code) with a key chosen by exact `kid` and compatible type. Only this step produces a
 //!    [`verify::VerifiedToken`]; a token verified before is recognised by the
-//!    [`token_cache`] instead, with the per-request and time checks run again.
+//!    [`token_cache`] instead, with the per-request and time checks run again. A token that is
+//!    not a JWT goes to the provider of opaque tokens, and a provider with an introspection
+//!    endpoint is asked whether the token is active ([`introspection`], RFC 7662).
 //! 6. **Decide** ([`decision::Decision`]): allow with [`upstream::UpstreamEdits`] (identity
 //!    headers from claims, client-sent identity headers removed, token stripped if asked), or
 //!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
