@@ -297,11 +297,7 @@ impl Exchange<'_> {
     }
 
     fn denied_with(&self, reason: &str, claim: Option<&str>) {
-        let description = Reason::ALL
-            .iter()
-            .find(|known| known.as_str() == reason)
-            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
-            .description();
+        let description = description_of(reason);
         // RFC 6750 §3: no error code when no token was sent; `invalid_request` for a request
         // the filter cannot judge; `invalid_token` for every problem with the token itself.
         let (status, error) = match reason {
@@ -310,14 +306,7 @@ impl Exchange<'_> {
             _ => (401, Some("invalid_token")),
         };
         let response = &self.response;
-        assert_eq!(
-            response.status,
-            status,
-            "{}: expected {status} for {reason}, got {} {}",
-            self.target,
-            response.status,
-            response.text()
-        );
+        self.expect_status(status, reason);
         let challenge = match error {
             None => format!("Bearer realm=\"{REALM}\""),
             Some(error) => format!(
@@ -338,7 +327,25 @@ impl Exchange<'_> {
         if let Some(claim) = claim {
             body["claim"] = json!(claim);
         }
-        assert_eq!(response.json(), body, "response body");
+        self.refused(status, reason, &body);
+    }
+
+    fn expect_status(&self, status: u16, reason: &str) {
+        let response = &self.response;
+        assert_eq!(
+            response.status,
+            status,
+            "{}: expected {status} for {reason}, got {} {}",
+            self.target,
+            response.status,
+            response.text()
+        );
+    }
+
+    /// The end of every refusal: exactly `body`, nothing reached the upstream, `denied.<reason>`
+    /// counted, the access-log line noted.
+    fn refused(&self, status: u16, reason: &str, body: &Value) {
+        assert_eq!(self.response.json(), *body, "response body");
         assert!(
             self.upstream.is_empty(),
             "{}: a denied request reached the upstream: {:?}",
@@ -387,20 +394,9 @@ impl Exchange<'_> {
         challenge: Option<&str>,
         extra: &Value,
     ) {
-        let description = Reason::ALL
-            .iter()
-            .find(|known| known.as_str() == reason)
-            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
-            .description();
+        let description = description_of(reason);
         let response = &self.response;
-        assert_eq!(
-            response.status,
-            status,
-            "{}: expected {status} for {reason}, got {} {}",
-            self.target,
-            response.status,
-            response.text()
-        );
+        self.expect_status(status, reason);
         assert_eq!(response.header("www-authenticate"), challenge);
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_eq!(response.header("cache-control"), Some("no-store"));
@@ -413,15 +409,7 @@ impl Exchange<'_> {
         for (name, value) in extra.as_object().unwrap() {
             body[name] = value.clone();
         }
-        assert_eq!(response.json(), body, "response body");
-        assert!(
-            self.upstream.is_empty(),
-            "{}: a denied request reached the upstream: {:?}",
-            self.target,
-            self.upstream
-        );
-        self.counters_moved(&[&format!("denied.{reason}")]);
-        self.stand.expect_log(&self.id, status, "deny", "-", reason);
+        self.refused(status, reason, &body);
         self.decided_by(rule);
     }
 
@@ -430,39 +418,20 @@ impl Exchange<'_> {
     /// rule needed it); nothing reached the upstream; `denied.<reason>` counted and logged.
     #[allow(dead_code)] // used by tests/e2e.rs only
     pub fn unavailable(&self, reason: &str, rule: Option<&str>) {
-        let description = Reason::ALL
-            .iter()
-            .find(|known| known.as_str() == reason)
-            .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
-            .description();
         let response = &self.response;
-        assert_eq!(
-            response.status,
-            503,
-            "{}: expected 503 for {reason}, got {} {}",
-            self.target,
-            response.status,
-            response.text()
-        );
+        self.expect_status(503, reason);
         assert_eq!(response.header("retry-after"), Some("5"));
         assert_eq!(response.header("www-authenticate"), None);
         assert_eq!(response.header("cache-control"), Some("no-store"));
         let mut body = json!({
             "error": "temporarily_unavailable",
             "reason": reason,
-            "description": description,
+            "description": description_of(reason),
         });
         if let Some(rule) = rule {
             body["rule"] = json!(rule);
         }
-        assert_eq!(response.json(), body, "response body");
-        assert!(
-            self.upstream.is_empty(),
-            "{}: reached the upstream",
-            self.target
-        );
-        self.counters_moved(&[&format!("denied.{reason}")]);
-        self.stand.expect_log(&self.id, 503, "deny", "-", reason);
+        self.refused(503, reason, &body);
         if let Some(rule) = rule {
             self.decided_by(rule);
         }
@@ -497,4 +466,13 @@ impl Exchange<'_> {
             self.target, self.cache_changes
         );
     }
+}
+
+/// The filter's description of `reason`, as its deny bodies carry it.
+fn description_of(reason: &str) -> &'static str {
+    Reason::ALL
+        .iter()
+        .find(|known| known.as_str() == reason)
+        .unwrap_or_else(|| panic!("{reason:?} is not a deny reason of the filter"))
+        .description()
 }

@@ -342,45 +342,23 @@ async function introspectToken({ token }) {
 }
 
 // A real client_credentials request to the OP over its own transport, as a client would make it.
-function requestToken({ resource, scope, claims }) {
+async function requestToken({ resource, scope, claims }) {
   const form = new URLSearchParams({ grant_type: 'client_credentials', resource: resource ?? config.resource });
   if (scope !== undefined) form.set('scope', scope);
-  const body = form.toString();
-  const headers = {
-    authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
-    'content-type': 'application/x-www-form-urlencoded',
-    'content-length': Buffer.byteLength(body),
-  };
+  const extraHeaders = {};
   let claimsId;
   if (claims !== undefined) {
     claimsId = crypto.randomUUID();
     state.pendingClaims.set(claimsId, claims);
-    headers[EXTRA_CLAIMS_HEADER] = claimsId;
+    extraHeaders[EXTRA_CLAIMS_HEADER] = claimsId;
   }
-  const target = new URL(`${issuerPathPrefix}/token`, opBaseUrl);
-  const transport = target.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = transport.request(target, {
-      method: 'POST', headers, ca: opCa, agent: false, timeout: 10000,
-    }, (res) => {
-      readBody(res).then((text) => {
-        if (claimsId) state.pendingClaims.delete(claimsId);
-        let json;
-        try { json = JSON.parse(text); } catch { json = undefined; }
-        if (res.statusCode !== 200 || !json?.access_token) {
-          reject(new Error(`token endpoint answered ${res.statusCode}: ${text}`));
-        } else {
-          resolve(json);
-        }
-      }, reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('token request timed out')));
-    req.on('error', (error) => {
-      if (claimsId) state.pendingClaims.delete(claimsId);
-      reject(error);
-    });
-    req.end(body);
-  });
+  try {
+    const { status, text, json } = await postToOp('/token', form, extraHeaders);
+    if (status !== 200 || !json?.access_token) throw new Error(`token endpoint answered ${status}: ${text}`);
+    return json;
+  } finally {
+    if (claimsId) state.pendingClaims.delete(claimsId);
+  }
 }
 
 function rotate({ retire_previous: retirePrevious = false, alg }) {
