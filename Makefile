@@ -25,19 +25,26 @@ ENVOY_BIN ?= $(CURDIR)/.venv/bin/envoy
 WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-multivalue --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext
 
-.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential fuzz
+# The release version (Cargo.toml) and the source revision the artifact is built from: the
+# filter logs both when its VM starts, and `make oci` labels the image with them.
+VERSION := $(shell awk -F'"' '/^version = / { print $$2; exit }' Cargo.toml)
+REVISION := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+# Where `make oci` writes the image layout.
+OCI_LAYOUT := target/oci
+
+.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential fuzz oci
 
 help: ## list the targets and what each is for
 	@echo "usage: make TARGET"
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-setup: ## install every tool the targets use: Rust targets, binaryen/wrk/curl, Envoy, wasm-bindgen
+setup: ## install every tool the targets use: Rust targets, binaryen, wrk, curl, skopeo, docker-registry, Envoy, wasm-bindgen
 	@scripts/setup.sh
 
 build: ## build the filter into target/wasm32-wasip1/release/wasm_jwt_authn.wasm, and with Rego into wasm_jwt_authn_rego.wasm (wasm-opt'd when installed)
 	@scripts/setup.sh targets
-	cargo build --release --target wasm32-wasip1
-	cargo build --release --target wasm32-wasip1 --features rego --target-dir target/rego
+	WASM_JWT_AUTHN_REVISION=$(REVISION) cargo build --release --target wasm32-wasip1
+	WASM_JWT_AUTHN_REVISION=$(REVISION) cargo build --release --target wasm32-wasip1 --features rego --target-dir target/rego
 # Cargo re-links the artifact from deps/ on every build, so wasm-opt always starts from Cargo's
 # output; writing a new file and renaming it leaves deps/ untouched.
 	@if command -v wasm-opt >/dev/null; then \
@@ -52,9 +59,10 @@ build: ## build the filter into target/wasm32-wasip1/release/wasm_jwt_authn.wasm
 test: setup lint test-unit test-wasm validate-envoy ## everything CI checks: lints, native and end-to-end tests, Wasm tests, Envoy configs
 
 test-unit: build ## native tests: the core's unit tests and the end-to-end tests against a real Envoy
-	@scripts/setup.sh envoy idp
+	@scripts/setup.sh envoy idp apt
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
-		WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) cargo test --features rego
+		WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) WASM_JWT_AUTHN_REVISION=$(REVISION) \
+		cargo test --features rego
 
 test-wasm: ## the core's unit tests compiled to Wasm, run under Node (V8, the engine Envoy uses)
 	@scripts/setup.sh targets wasm-bindgen
@@ -102,6 +110,15 @@ bench: build ## benchmark one Envoy worker: no auth vs native jwt_authn vs the f
 	fi
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) \
 		BENCH_REFERENCE_WASM=$${BENCH_REFERENCE_WASM-$(CURDIR)/$(REFERENCE_WASM)} python3 scripts/bench.py
+
+oci: build ## the artifact as an OCI image (Wasm "compat" variant, what Istio and Envoy Gateway pull) in target/oci; OCI_PUSH=host/repo:tag pushes it
+	@scripts/setup.sh apt
+	scripts/oci.py build --wasm $(WASM) --out $(OCI_LAYOUT) --tag $(VERSION) --version $(VERSION) --revision $(REVISION)
+	@if [ -n "$${OCI_PUSH:-}" ]; then \
+		skopeo copy $${OCI_PUSH_FLAGS:-} oci:$(OCI_LAYOUT):$(VERSION) docker://$$OCI_PUSH; \
+	else \
+		echo "oci: push with OCI_PUSH=registry.example.com/wasm-jwt-authn:$(VERSION) (OCI_PUSH_FLAGS for skopeo, e.g. --dest-creds)"; \
+	fi
 
 clean: ## remove build outputs (target/); keeps the tools in .venv/
 	cargo clean

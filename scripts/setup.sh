@@ -23,10 +23,12 @@ step_targets() {
     done
 }
 
-# binaryen (wasm-opt) shrinks the artifact, wrk drives benchmarks, curl talks to Envoy.
+# binaryen (wasm-opt) shrinks the artifact, wrk drives benchmarks, curl talks to Envoy, skopeo
+# pushes the OCI image and docker-registry (the CNCF distribution registry) is the one its test
+# pushes to.
 step_apt() {
     local missing=() package
-    for package in binaryen wrk curl; do
+    for package in binaryen wrk curl skopeo docker-registry; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return

@@ -117,7 +117,12 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_context_id: u3
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_vm_start(_context_id: u32, _vm_configuration_size: usize) -> bool {
+pub extern "C" fn proxy_on_vm_start(context_id: u32, _vm_configuration_size: usize) -> bool {
+    super::log(
+        super::abi::LogLevel::Info,
+        context_id,
+        &format!("{} starting", super::build_identity()),
+    );
     true
 }
 

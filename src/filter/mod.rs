@@ -42,6 +42,16 @@ pub(crate) fn log(level: LogLevel, context_id: u32, message: &str) {
     );
 }
 
+/// `wasm-jwt-authn <version> (revision <git describe>)`: which build is running, for logs. The
+/// revision comes from `make build` (`WASM_JWT_AUTHN_REVISION`); other builds say `unknown`.
+pub(crate) fn build_identity() -> String {
+    let revision = option_env!("WASM_JWT_AUTHN_REVISION").unwrap_or("unknown");
+    format!(
+        "wasm-jwt-authn {} (revision {revision})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// The host clock in whole seconds since the epoch; `None` if the host cannot say.
 pub(crate) fn now_seconds() -> Option<i64> {
     abi::get_current_time()
@@ -196,8 +206,8 @@ impl AuthnRoot {
             LogLevel::Info,
             self.context_id,
             &format!(
-                "wasm-jwt-authn {}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
-                env!("CARGO_PKG_VERSION"),
+                "{}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
+                build_identity(),
                 loaded.config.providers.len(),
                 loaded.config.rules.len(),
                 loaded.config.address_lists.len(),

@@ -155,6 +155,9 @@ pub struct Options {
     /// downstream remote address (`source.address`); Envoy's default `false` takes it from
     /// `X-Forwarded-For`.
     pub use_remote_address: bool,
+    /// The Wasm filter's `vm_config.code` (e.g. `{"remote": …}`, or another module's
+    /// `{"local": …}`); `None`: the built module, locally.
+    pub code: Option<Value>,
 }
 
 /// Which HTTP filter authenticates requests, and so what the configuration passed to
@@ -184,6 +187,7 @@ impl Default for Options {
             clusters: Vec::new(),
             auth_filter: AuthFilter::Wasm,
             use_remote_address: false,
+            code: None,
         }
     }
 }
@@ -219,7 +223,7 @@ impl Envoy {
         options: &Options,
     ) -> Envoy {
         let binary = envoy_binary();
-        let auth_filter = auth_filter(plugin_configuration, options.auth_filter);
+        let auth_filter = auth_filter(plugin_configuration, options);
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("e2e-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -428,9 +432,20 @@ pub fn free_port() -> u16 {
 }
 
 /// The authentication filter's entry in `http_filters`, configured with `configuration`.
-fn auth_filter(configuration: &str, filter: AuthFilter) -> Value {
+fn auth_filter(configuration: &str, options: &Options) -> Value {
+    let filter = options.auth_filter;
     match filter {
-        AuthFilter::Wasm | AuthFilter::WasmRego => json!({
+        AuthFilter::Wasm | AuthFilter::WasmRego => {
+            let module = if filter == AuthFilter::WasmRego {
+                rego_module()
+            } else {
+                wasm_module()
+            };
+            let code = options
+                .code
+                .clone()
+                .unwrap_or_else(|| json!({"local": {"filename": module}}));
+            json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -443,15 +458,12 @@ fn auth_filter(configuration: &str, filter: AuthFilter) -> Value {
                     "vm_config": {
                         "vm_id": "wasm_jwt_authn",
                         "runtime": "envoy.wasm.runtime.v8",
-                        "code": {"local": {"filename": if filter == AuthFilter::WasmRego {
-                            rego_module()
-                        } else {
-                            wasm_module()
-                        }}}
+                        "code": code
                     }
                 }
             }
-        }),
+            })
+        }
         AuthFilter::NativeJwtAuthn => {
             let mut typed_config: Value = serde_json::from_str(configuration)
                 .unwrap_or_else(|err| panic!("jwt_authn configuration is not JSON: {err}"));

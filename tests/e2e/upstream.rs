@@ -112,11 +112,11 @@ impl EchoUpstream {
     /// From now on answers `GET path` with `200`, `content_type` and `body` (a document the
     /// filter fetches, such as an address list), until set again.
     #[allow(dead_code)] // used by tests/e2e.rs only
-    pub fn serve_document(&self, path: &str, content_type: &str, body: &str) {
+    pub fn serve_document(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) {
         self.documents
             .lock()
             .expect("upstream documents")
-            .insert(path.to_owned(), (content_type.to_owned(), body.to_owned()));
+            .insert(path.to_owned(), (content_type.to_owned(), body.into()));
     }
 
     /// The requests received since the last call, oldest first.
@@ -137,7 +137,7 @@ impl Drop for EchoUpstream {
 }
 
 /// Documents served by path: content type and body.
-type Documents = Arc<Mutex<HashMap<String, (String, String)>>>;
+type Documents = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
 
 fn serve(stream: TcpStream, received: &Mutex<Vec<ReceivedRequest>>, documents: &Documents) {
     let Ok(mut writer) = stream.try_clone() else {
@@ -153,16 +153,16 @@ fn serve(stream: TcpStream, received: &Mutex<Vec<ReceivedRequest>>, documents: &
         let (content_type, body) = document.unwrap_or_else(|| {
             (
                 "application/json".to_owned(),
-                request.echo_body().to_string(),
+                request.echo_body().to_string().into_bytes(),
             )
         });
         // Recorded before answering: once the client has its response, the record is complete.
         received.lock().expect("upstream record").push(request);
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
             return;
         }
     }
