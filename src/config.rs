@@ -1051,19 +1051,19 @@ fn validate_introspection(
     let cache_seconds = raw
         .cache_seconds
         .unwrap_or(introspection::DEFAULT_CACHE_SECONDS);
-    if cache_seconds > 86_400 {
+    if !(1..=86_400).contains(&cache_seconds) {
         return Err(error(
             format!("{field}.cache_seconds"),
-            "at most 86400 (a day): it is how long a revoked token may still be accepted",
+            "1 to 86400 (a day): it is how long a revoked token may still be accepted",
         ));
     }
     let negative_cache_seconds = raw
         .negative_cache_seconds
         .unwrap_or(introspection::DEFAULT_NEGATIVE_CACHE_SECONDS);
-    if negative_cache_seconds > 3_600 {
+    if !(1..=3_600).contains(&negative_cache_seconds) {
         return Err(error(
             format!("{field}.negative_cache_seconds"),
-            "at most 3600",
+            "1 to 3600",
         ));
     }
     Ok(IntrospectionSettings {

@@ -1953,7 +1953,7 @@ fn a_list_not_fetched_yet_makes_requests_wait_then_503_never_a_guess() {
         .headers
         .contains(&("retry-after".to_owned(), "5".to_owned())));
     // A list that cannot be had refuses at once, even where the inline blocks would decide.
-    let down = FixedLists(vec![(list_of(&[]), false), (None, false)]);
+    let down = FixedLists(vec![(list_of(&["198.51.100.0/24"]), false), (None, false)]);
     let decision = decide_with_lists(&config, &down, "/feed", "10.1.1.1", Attempt::First);
     assert_denied(&decision, "address_list_unavailable");
     assert_eq!(denial_rule(&decision), Some("partner-feed"));
@@ -2167,9 +2167,9 @@ fn an_active_answer_must_still_be_for_us() {
         (json!({"exp": NOW - 3_600}), "expired"),
         (json!({"exp": null}), "missing_claim"),
         (json!({"sub": 7}), "invalid_claim"),
+        (json!({"token_type": "refresh_token"}), "invalid_claim"),
     ] {
         let answer = with(active_answer(), change.clone());
-        // An answer about a token already expired is not remembered; ask the check directly.
         let members = answer.as_object().unwrap();
         let checked = verify::check_introspected(members, &config.providers[2], NOW)
             .map_err(|rejection| Denial::from(rejection).reason().as_str());
@@ -2323,11 +2323,13 @@ fn introspection_configuration_mistakes_are_refused() {
         ("client_secret", json!(""), "client_secret"),
         ("timeout_ms", json!(0), "timeout_ms"),
         ("cache_seconds", json!(86_401), "cache_seconds"),
+        ("cache_seconds", json!(0), "cache_seconds"),
         (
             "negative_cache_seconds",
             json!(3_601),
             "negative_cache_seconds",
         ),
+        ("negative_cache_seconds", json!(0), "negative_cache_seconds"),
         ("cache_ttl", json!(5), "cache_ttl"),
     ] {
         let change = |document: &mut Value| {

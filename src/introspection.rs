@@ -16,6 +16,8 @@
 //!   revocation goes unnoticed;
 //! - an inactive one for `negative_cache_seconds`: a client retrying a bad token costs one
 //!   call per that many seconds, not one per request;
+//! - every answer for the rest of the second it came in at least, since it is what decides the
+//!   requests that waited for it;
 //! - a failed call (the provider down, an unreadable answer) not at all: the requests waiting
 //!   for it get `503`, and the next request asks again.
 
@@ -228,7 +230,10 @@ impl IntrospectionCache {
             }
             Introspected::Inactive => now.saturating_add(seconds(settings.negative_cache_seconds)),
         };
-        if until <= now || self.capacity == 0 {
+        // At least for the rest of this second: the answer is how the requests that waited for
+        // it are decided (an active answer past its `exp` is then refused as expired).
+        let until = until.max(now.saturating_add(1));
+        if self.capacity == 0 {
             return;
         }
         let key: Rc<str> = Rc::from(token);
@@ -405,9 +410,11 @@ mod tests {
             "answers are per provider"
         );
         assert!(cache.get(0, "lon", T0).is_none(), "and per whole token");
-        // An answer about a token already expired is not remembered at all.
-        cache.insert(0, "expired", active(json!({"exp": T0})), &settings, T0);
-        assert!(cache.get(0, "expired", T0 - 1).is_none());
+        // Every answer serves the requests that waited for it, this second at least: an
+        // active answer already past its `exp` (the decision refuses it as expired).
+        cache.insert(0, "expired", active(json!({"exp": T0 - 5})), &settings, T0);
+        assert!(cache.get(0, "expired", T0).is_some());
+        assert!(cache.get(0, "expired", T0 + 1).is_none());
     }
 
     #[test]

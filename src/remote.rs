@@ -703,7 +703,9 @@ fn read(reading: &Reading, document: &[u8]) -> Result<(Content, Vec<SkippedKey>)
         Reading::AddressList => {
             let addresses = AddressSet::parse_list(document).map_err(|error| match error {
                 ListError::TooManyEntries => FetchError::TooLarge,
-                ListError::NotText | ListError::BadLine { .. } => FetchError::Malformed,
+                ListError::NotText | ListError::BadLine { .. } | ListError::Empty => {
+                    FetchError::Malformed
+                }
             })?;
             Ok((Content::Addresses(addresses), Vec::new()))
         }

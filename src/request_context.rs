@@ -93,6 +93,8 @@ pub enum ListError {
     NotText,
     /// A line (counted from 1) that is not one address or block.
     BadLine { line: usize, problem: String },
+    /// No address at all.
+    Empty,
 }
 
 impl AddressSet {
@@ -120,6 +122,7 @@ impl AddressSet {
     /// through the addresses it failed to read.
     pub fn parse_list(document: &[u8]) -> Result<AddressSet, ListError> {
         let text = std::str::from_utf8(document).map_err(|_| ListError::NotText)?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut blocks = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let content = line.split(['#', ';']).next().unwrap_or_default().trim();
@@ -134,6 +137,11 @@ impl AddressSet {
                 problem,
             })?;
             blocks.push(block);
+        }
+        // An empty feed is far likelier a broken upload than an empty list: taking it would
+        // switch a deny list off.
+        if blocks.is_empty() {
+            return Err(ListError::Empty);
         }
         Ok(AddressSet::from_blocks(blocks))
     }
@@ -725,7 +733,11 @@ mod tests {
             AddressSet::parse_list(too_many.as_bytes()),
             Err(ListError::TooManyEntries)
         );
-        assert_eq!(AddressSet::parse_list(b""), Ok(AddressSet::default()));
+        for empty in [&b""[..], b"\n", b"# nothing listed today\n; none\n"] {
+            assert_eq!(AddressSet::parse_list(empty), Err(ListError::Empty));
+        }
+        let with_bom = AddressSet::parse_list("\u{feff}192.0.2.0/24\n".as_bytes()).unwrap();
+        assert!(with_bom.contains(ip("192.0.2.1")));
     }
 
     #[test]

@@ -142,12 +142,23 @@ pub fn verify<'a>(
 
 /// Checks the members of an active introspection answer about an opaque token like a JWT's
 /// claims: required claims, `iss` (the provider's), `sub` and `jti` strings, lifetime with
-/// clock skew, audience. The provider said the token is active; this says it is for us.
+/// clock skew, audience — and `token_type`, when present, `Bearer` or `access_token`. The
+/// provider said the token is active; this says it is an access token for us.
 pub fn check_introspected(
     members: &Map<String, Value>,
     provider: &Provider,
     now: UnixSeconds,
 ) -> Result<(), Rejection> {
+    // `token_type_hint` is only a hint: a provider may well call a refresh token active. When
+    // the answer names the type, it must be an access token's.
+    if let Some(token_type) = members.get("token_type") {
+        let access = token_type
+            .as_str()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("bearer") || kind == "access_token");
+        if !access {
+            return Err(Rejection::InvalidClaim("token_type"));
+        }
+    }
     check_claims(members, provider, now).map(|_| ())
 }
 
