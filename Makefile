@@ -32,7 +32,7 @@ REVISION := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || ech
 # Where `make oci` writes the image layout.
 OCI_LAYOUT := target/oci
 
-.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential fuzz oci
+.PHONY: help setup build test test-unit test-wasm lint validate-envoy run bench clean differential fuzz oci schema
 
 help: ## list the targets and what each is for
 	@echo "usage: make TARGET"
@@ -62,7 +62,7 @@ test-unit: build ## native tests: the core's unit tests and the end-to-end tests
 	@scripts/setup.sh envoy idp apt
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
 		WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) WASM_JWT_AUTHN_REVISION=$(REVISION) \
-		cargo test --features rego
+		cargo test --features rego,schema
 
 test-wasm: ## the core's unit tests compiled to Wasm, run under Node (V8, the engine Envoy uses)
 	@scripts/setup.sh targets wasm-bindgen
@@ -73,12 +73,12 @@ lint: ## rustfmt check, and clippy with warnings as errors, natively and for was
 	@scripts/setup.sh targets
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features rego -- -D warnings
+	cargo clippy --all-targets --features rego,schema -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib --features rego -- -D warnings
 
-validate-envoy: build ## check every envoy/*.yaml with `envoy --mode validate` (loads the filter, runs its on_configure)
-	@scripts/setup.sh envoy idp
+validate-envoy: build ## check every envoy/*.yaml with `envoy --mode validate` (loads the filter, runs its on_configure) and its filter configuration against schema/config.schema.json
+	@scripts/setup.sh envoy idp apt
 	ENVOY_BIN=$(ENVOY_BIN) scripts/validate_envoy.sh
 
 run: build ## the main job: a real OpenID Provider, Envoy + filter on 127.0.0.1:10000 before an echo upstream, a curl walkthrough; RUN_SMOKE=1 checks and exits
@@ -110,6 +110,9 @@ bench: build ## benchmark one Envoy worker: no auth vs native jwt_authn vs the f
 	fi
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) \
 		BENCH_REFERENCE_WASM=$${BENCH_REFERENCE_WASM-$(CURDIR)/$(REFERENCE_WASM)} python3 scripts/bench.py
+
+schema: ## write schema/config.schema.json, the configuration's JSON Schema, from the configuration types (a test checks it is current)
+	cargo run --quiet --example schema --features schema > schema/config.schema.json
 
 oci: build ## the artifact as an OCI image (Wasm "compat" variant, what Istio and Envoy Gateway pull) in target/oci; OCI_PUSH=host/repo:tag pushes it
 	@scripts/setup.sh apt

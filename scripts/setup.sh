@@ -25,10 +25,10 @@ step_targets() {
 
 # binaryen (wasm-opt) shrinks the artifact, wrk drives benchmarks, curl talks to Envoy, skopeo
 # pushes the OCI image and docker-registry (the CNCF distribution registry) is the one its test
-# pushes to.
+# pushes to; PyYAML and jsonschema check the examples against the configuration's schema.
 step_apt() {
     local missing=() package
-    for package in binaryen wrk curl skopeo docker-registry; do
+    for package in binaryen wrk curl skopeo docker-registry python3-yaml python3-jsonschema; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return

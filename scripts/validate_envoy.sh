@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks every envoy/*.yaml with `envoy --mode validate`. Validation loads the .wasm and runs the
+# Checks every envoy/*.yaml with `envoy --mode validate`, and the filter configurations in them
+# against the JSON Schema (scripts/check_examples.py). Validation loads the .wasm and runs the
 # filter's on_configure, so it fails when the artifact is missing or the filter rejects the
 # plugin configuration, not only on Envoy schema errors. Templates (with {{...}} placeholders)
 # are rendered first, as scripts/run.sh renders them.
@@ -25,6 +26,8 @@ for config in envoy/*.yaml; do
             LISTEN_PORT=10000 ADMIN_PORT=9901 UPSTREAM_PORT=8080 \
             WASM=target/wasm32-wasip1/release/wasm_jwt_authn.wasm
     fi
+    # The filter's configurations in it must match the JSON Schema as well.
+    python3 scripts/check_examples.py "$checked" || failed=1
     if "$ENVOY_BIN" --mode validate -c "$checked" >"$OUT/$(basename "$config").log" 2>&1; then
         echo "validate-envoy: $config OK"
     else

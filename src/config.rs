@@ -37,6 +37,7 @@ const MAX_CLOCK_SKEW_SECONDS: u64 = 86_400;
 // The document as written.
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     providers: Vec<RawProvider>,
@@ -53,6 +54,7 @@ struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawAddressList {
     name: String,
@@ -65,6 +67,7 @@ struct RawAddressList {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     provider: String,
@@ -72,6 +75,7 @@ struct RawDevice {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDeviceBinding {
     device_claim: Vec<String>,
@@ -79,12 +83,14 @@ struct RawDeviceBinding {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawTokenCache {
     max_entries: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     name: String,
@@ -108,6 +114,7 @@ struct RawProvider {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawIntrospection {
     endpoint: String,
@@ -120,6 +127,7 @@ struct RawIntrospection {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawJwks {
     inline: Option<Value>,
@@ -133,6 +141,7 @@ struct RawJwks {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDiscovery {
     upstream: String,
@@ -176,6 +185,7 @@ impl RawFetchTiming {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawTokenSource {
     header: Option<String>,
@@ -185,6 +195,7 @@ struct RawTokenSource {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawClaimToHeader {
     claim: Vec<String>,
@@ -192,6 +203,7 @@ struct RawClaimToHeader {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     name: Option<String>,
@@ -204,6 +216,7 @@ struct RawRule {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawMatch {
     path_prefix: Option<String>,
@@ -213,6 +226,7 @@ struct RawMatch {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 enum RawAllow {
     Anonymous,
@@ -223,6 +237,7 @@ enum RawAllow {
 
 /// Which code does the signature math.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CryptoBackend {
     /// Defaults to this: the host's own crypto library (Envoy's `verify_signature`, i.e.
@@ -486,6 +501,48 @@ fn error(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
         field: field.into(),
         problem: problem.into(),
     }
+}
+
+/// The JSON Schema (draft 2020-12) of the plugin configuration, generated from the types the
+/// configuration is read into, so it cannot drift from what the filter accepts: unknown fields
+/// are refused in both. It checks the shape; [`Config::from_json`] checks the rest (unique
+/// names, known providers, valid keys, …). `make schema` writes it to
+/// `schema/config.schema.json`.
+#[cfg(feature = "schema")]
+pub fn schema() -> Value {
+    let generated = serde_json::to_string(&schemars::schema_for!(RawConfig)).unwrap_or_default();
+    // The definitions are named after the types that read the document (`RawProvider`): users
+    // know them as the document's own parts (`Provider`).
+    let renamed = generated
+        .replace("\"#/$defs/Raw", "\"#/$defs/")
+        .replace("_Raw", "_");
+    let mut schema: Value = serde_json::from_str(&renamed).unwrap_or_default();
+    if let Some(Value::Object(definitions)) = schema.get_mut("$defs") {
+        let named = std::mem::take(definitions);
+        for (name, definition) in named {
+            let name = name.strip_prefix("Raw").unwrap_or(&name).to_owned();
+            definitions.insert(name, definition);
+        }
+    }
+    if let Some(members) = schema.as_object_mut() {
+        members.insert(
+            "$id".to_owned(),
+            Value::from(
+                "https://github.com/wasm-jwt-authn/wasm-jwt-authn/schema/config.schema.json",
+            ),
+        );
+        members.insert(
+            "title".to_owned(),
+            Value::from("wasm-jwt-authn configuration"),
+        );
+        members.insert(
+            "description".to_owned(),
+            Value::from(
+                "The plugin configuration of the wasm-jwt-authn proxy-wasm filter (README, Configuration reference).",
+            ),
+        );
+    }
+    schema
 }
 
 /// A validated configuration plus what the caller should log about it.
@@ -1973,5 +2030,62 @@ mod tests {
             error.to_string(),
             "invalid configuration at `providers[0].audiences`: at least one non-empty audience is required"
         );
+    }
+
+    #[cfg(feature = "schema")]
+    #[test]
+    fn the_committed_schema_is_current_and_the_readme_documents_every_field() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let committed: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{root}/schema/config.schema.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            committed == schema(),
+            "schema/config.schema.json is not what the configuration types say: run `make schema`"
+        );
+        // Every field the schema knows, at any depth, is named in the README.
+        fn field_names(node: &Value, names: &mut Vec<String>) {
+            match node {
+                Value::Object(members) => {
+                    if let Some(Value::Object(properties)) = members.get("properties") {
+                        names.extend(properties.keys().cloned());
+                    }
+                    members.values().for_each(|value| field_names(value, names));
+                }
+                Value::Array(items) => items.iter().for_each(|item| field_names(item, names)),
+                _ => {}
+            }
+        }
+        let mut names = Vec::new();
+        field_names(&committed, &mut names);
+        names.sort();
+        names.dedup();
+        assert!(names.len() > 60, "{names:?}");
+        let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+        let undocumented: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                // As itself (`audiences`, "audiences") or in a dotted path (`token_cache.max_entries`).
+                let spellings = [
+                    format!("`{name}`"),
+                    format!("\"{name}\""),
+                    format!(".{name}`"),
+                    format!("`{name}."),
+                    format!(".{name}."),
+                ];
+                !spellings
+                    .iter()
+                    .any(|spelling| readme.contains(spelling.as_str()))
+            })
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in README.md: {undocumented:?}"
+        );
+        // And the schema refuses what the filter refuses: an unknown (misspelt) field.
+        let config_fields = committed["properties"].as_object().unwrap();
+        assert!(config_fields.contains_key("providers"));
+        assert_eq!(committed["additionalProperties"], json!(false));
     }
 }

@@ -364,6 +364,7 @@ impl ClaimCondition {
 // Configuration: `rules[].require`.
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRequirements {
     scopes: Option<RawList<String>>,
@@ -378,12 +379,15 @@ pub(crate) struct RawRequirements {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawDeviceRequirement {
     claims: Option<RawList<RawClaimCondition>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "AnyOrAll_{T}"))]
 #[serde(deny_unknown_fields)]
 struct RawList<T> {
     any: Option<Vec<T>>,
@@ -391,6 +395,7 @@ struct RawList<T> {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawClaimCondition {
     claim: Vec<String>,

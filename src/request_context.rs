@@ -343,6 +343,7 @@ impl TimeWindow {
 // Configuration.
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawClientAddress {
     from: String,
@@ -350,6 +351,7 @@ pub(crate) struct RawClientAddress {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAddressCondition {
     any: Option<Vec<String>>,
@@ -359,6 +361,7 @@ pub(crate) struct RawAddressCondition {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTimeWindow {
     days: Option<Vec<String>>,
@@ -367,6 +370,7 @@ pub(crate) struct RawTimeWindow {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawHours {
     from: String,
