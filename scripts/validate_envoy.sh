@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_BIN=${ENVOY_BIN:-.venv/bin/envoy}
+SYSTEM_PYTHON=/usr/bin/python3
+[ -x "$SYSTEM_PYTHON" ] || SYSTEM_PYTHON=python3
 OUT=target/validate
 mkdir -p "$OUT"
 
@@ -26,8 +28,9 @@ for config in envoy/*.yaml; do
             LISTEN_PORT=10000 ADMIN_PORT=9901 UPSTREAM_PORT=8080 \
             WASM=target/wasm32-wasip1/release/wasm_jwt_authn.wasm
     fi
-    # The filter's configurations in it must match the JSON Schema as well.
-    python3 scripts/check_examples.py "$checked" || failed=1
+    # The filter's configurations in it must match the JSON Schema as well. Debian's Python,
+    # where scripts/setup.sh installs PyYAML and jsonschema (another python3 may lack them).
+    "$SYSTEM_PYTHON" scripts/check_examples.py "$checked" || failed=1
     if "$ENVOY_BIN" --mode validate -c "$checked" >"$OUT/$(basename "$config").log" 2>&1; then
         echo "validate-envoy: $config OK"
     else
