@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks every envoy/*.yaml with `envoy --mode validate`, and the filter configurations in them
-# against the JSON Schema (scripts/check_examples.py). Validation loads the .wasm and runs the
+# against the JSON Schema (scripts/check_examples.py); the Kubernetes manifests in envoy/k8s/ for
+# their fields, their configuration against the schema and, in a copy of envoy/envoy.yaml,
+# against the filter itself. Validation loads the .wasm and runs the
 # filter's on_configure, so it fails when the artifact is missing or the filter rejects the
 # plugin configuration, not only on Envoy schema errors. Templates (with {{...}} placeholders)
 # are rendered first, as scripts/run.sh renders them.
@@ -39,4 +41,20 @@ for config in envoy/*.yaml; do
         failed=1
     fi
 done
+# Kubernetes manifests: their fields and their filter configuration checked, and that
+# configuration run through the filter's own check in a copy of envoy/envoy.yaml.
+if ! generated=$("$SYSTEM_PYTHON" scripts/check_examples.py --envoy-template envoy/envoy.yaml \
+    --out "$OUT/k8s" envoy/k8s/*.yaml); then
+    failed=1
+fi
+for config in $(grep '\.yaml$' <<<"$generated"); do
+    if "$ENVOY_BIN" --mode validate -c "$config" >"$config.log" 2>&1; then
+        echo "validate-envoy: $config (from envoy/k8s/) OK"
+    else
+        echo "validate-envoy: $config (from envoy/k8s/) FAILED:" >&2
+        grep -E '\]\[(critical|error)\]|wasm log' "$config.log" >&2 || cat "$config.log" >&2
+        failed=1
+    fi
+done
+grep -v '\.yaml$' <<<"$generated" || true
 exit "$failed"
