@@ -55,6 +55,7 @@ REQUIRED = {
         ("spec.url", "oci://…"),
         ("spec.phase", "AUTHN"),
         ("spec.failStrategy", "FAIL_CLOSE"),
+        ("spec.match[0].mode", "SERVER"),
         ("spec.pluginConfig", None),
     ],
     "EnvoyExtensionPolicy": [

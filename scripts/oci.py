@@ -77,7 +77,7 @@ def build(wasm: str, out: str, tag: str, revision: str, version: str) -> str:
         out,
         canonical_json(
             {
-                # The platform Wasm images use (what `docker buildx --platform wasi/wasm` writes).
+                # The platform of a WASI preview 1 module (Istio and Envoy Gateway ignore it).
                 "architecture": "wasm",
                 "os": "wasip1",
                 "config": {},
