@@ -111,6 +111,7 @@ struct RawProvider {
     payload_header: Option<String>,
     role_claims: Option<Vec<Vec<String>>>,
     introspection: Option<RawIntrospection>,
+    tenants: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,9 +342,32 @@ pub struct Provider {
     /// Its introspection endpoint: with keys, verified JWTs are also asked about (revocation);
     /// without, its tokens are opaque and introspection alone vouches for them.
     pub introspection: Option<IntrospectionSettings>,
+    /// With an issuer template (`…/{tenantid}/…`, a multi-tenant provider such as Entra ID):
+    /// the tenants whose tokens it accepts. Never "any tenant".
+    pub tenants: Option<Vec<String>>,
 }
 
+/// The placeholder of a multi-tenant issuer template.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
 impl Provider {
+    /// Whether `issuer` (a token's `iss`) is this provider's: its issuer exactly, or with an
+    /// issuer template, the template with one of its `tenants` in place of `{tenantid}`.
+    pub fn issues(&self, issuer: &str) -> bool {
+        self.tenant_of(issuer).is_some() || (self.tenants.is_none() && self.issuer == issuer)
+    }
+
+    /// With an issuer template: the allowed tenant `issuer` names, if it names one.
+    pub fn tenant_of(&self, issuer: &str) -> Option<&str> {
+        let tenants = self.tenants.as_ref()?;
+        let (before, after) = self.issuer.split_once(TENANT_PLACEHOLDER)?;
+        let tenant = issuer.strip_prefix(before)?.strip_suffix(after)?;
+        tenants
+            .iter()
+            .find(|allowed| allowed.as_str() == tenant)
+            .map(String::as_str)
+    }
+
     /// A provider of opaque tokens: no keys, introspection only.
     pub fn is_opaque(&self) -> bool {
         matches!(self.keys, KeySource::None)
@@ -581,7 +605,7 @@ impl Config {
         self.providers
             .iter()
             .enumerate()
-            .find(|(_, provider)| provider.issuer == issuer && !provider.is_opaque())
+            .find(|(_, provider)| provider.issues(issuer) && !provider.is_opaque())
     }
 
     /// The provider of opaque tokens (at most one), with its position.
@@ -620,6 +644,18 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             ));
         }
         let (provider, skipped) = validate_provider(&field, raw_provider)?;
+        // An exact issuer that a template of another provider also matches would make the
+        // choice of provider depend on their order.
+        let overlapping = providers.iter().any(|known: &Provider| {
+            (known.tenants.is_some() && known.issues(&provider.issuer))
+                || (provider.tenants.is_some() && provider.issues(&known.issuer))
+        });
+        if overlapping {
+            return Err(error(
+                format!("{field}.issuer"),
+                "another provider's issuer template matches this issuer (or this template matches another provider's issuer); a token picks its provider by `iss`",
+            ));
+        }
         skipped_keys.extend(
             skipped
                 .into_iter()
@@ -882,6 +918,13 @@ fn validate_provider(
     if raw.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
+    let tenants = validate_tenants(field, &raw.issuer, raw.tenants)?;
+    if tenants.is_some() && raw.discovery.as_ref().is_some_and(|d| d.uri.is_none()) {
+        return Err(error(
+            format!("{field}.discovery.uri"),
+            "required with an issuer template: the discovery document of a multi-tenant provider is at an address of its own (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration)",
+        ));
+    }
     if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
         return Err(error(
             format!("{field}.audiences"),
@@ -1081,9 +1124,54 @@ fn validate_provider(
             payload_header: payload_header.map(Arc::from),
             role_claims,
             introspection,
+            tenants,
         },
         skipped,
     ))
+}
+
+/// An issuer with `{tenantid}` once is a template, and then `tenants` lists who is accepted;
+/// `tenants` without a template is a mistake.
+fn validate_tenants(
+    field: &str,
+    issuer: &str,
+    tenants: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let placeholders = issuer.matches(TENANT_PLACEHOLDER).count();
+    match (placeholders, tenants) {
+        (0, None) => Ok(None),
+        (0, Some(_)) => Err(error(
+            format!("{field}.tenants"),
+            "only with an issuer template, an `issuer` with `{tenantid}` in it",
+        )),
+        (1, None) => Err(error(
+            format!("{field}.tenants"),
+            "an issuer template needs the list of tenants it accepts: there is no \"any tenant\"",
+        )),
+        (1, Some(tenants)) => {
+            let plain = |tenant: &String| {
+                !tenant.is_empty()
+                    && tenant.len() <= 128
+                    && tenant
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte))
+            };
+            if tenants.is_empty() {
+                return Err(error(format!("{field}.tenants"), "must not be empty"));
+            }
+            if let Some(index) = tenants.iter().position(|tenant| !plain(tenant)) {
+                return Err(error(
+                    format!("{field}.tenants[{index}]"),
+                    "a tenant id: letters, digits, `-`, `_` and `.` (a GUID or a domain)",
+                ));
+            }
+            Ok(Some(tenants))
+        }
+        _ => Err(error(
+            format!("{field}.issuer"),
+            "`{tenantid}` may appear once",
+        )),
+    }
 }
 
 fn validate_introspection(

@@ -2350,3 +2350,131 @@ fn introspection_configuration_mistakes_are_refused() {
     };
     assert_eq!(refused(&device), Some("device.provider".to_owned()));
 }
+
+const TENANT_A: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const TENANT_B: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
+
+/// A multi-tenant provider (Entra ID v2.0) that accepts two tenants, next to the others.
+fn multi_tenant_config() -> Config {
+    let mut document = base_config();
+    document["providers"].as_array_mut().unwrap().push(json!({
+        "name": "entra", "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+        "tenants": [TENANT_A, TENANT_B], "audiences": [AUDIENCE],
+        "jwks": {"inline": jwks(&[TestKey::Rsa2048])}
+    }));
+    load(&document)
+}
+
+fn tenant_token(issuer_tenant: &str, tid: Option<&str>) -> String {
+    let issuer = format!("https://login.microsoftonline.com/{issuer_tenant}/v2.0");
+    let claims = with(claims(), json!({"iss": issuer, "tid": tid}));
+    token("RS256", TestKey::Rsa2048, &claims)
+}
+
+#[test]
+fn an_issuer_template_accepts_its_listed_tenants_only() {
+    let config = multi_tenant_config();
+    let provider = &config.providers[2];
+    assert!(provider.issues(&format!(
+        "https://login.microsoftonline.com/{TENANT_A}/v2.0"
+    )));
+    assert!(!provider.issues("https://login.microsoftonline.com/{tenantid}/v2.0"));
+    assert!(!provider.issues("https://login.microsoftonline.com/common/v2.0"));
+    for tenant in [TENANT_A, TENANT_B] {
+        let allowed = allowed(decide_on(
+            &config,
+            "GET",
+            "/orders",
+            &bearer(&tenant_token(tenant, Some(tenant))),
+        ));
+        assert_eq!(allowed.provider.as_deref(), Some("entra"));
+    }
+    // Another tenant of the same cloud is nobody's: never "any tenant".
+    let stranger = "00000000-1111-2222-3333-444444444444";
+    assert_denied(
+        &decide_on(
+            &config,
+            "GET",
+            "/orders",
+            &bearer(&tenant_token(stranger, Some(stranger))),
+        ),
+        "unknown_issuer",
+    );
+    // `iss` and `tid` must name the same tenant.
+    assert_denied(
+        &decide_on(
+            &config,
+            "GET",
+            "/orders",
+            &bearer(&tenant_token(TENANT_A, Some(TENANT_B))),
+        ),
+        "invalid_claim",
+    );
+    assert_denied(
+        &decide_on(
+            &config,
+            "GET",
+            "/orders",
+            &bearer(&tenant_token(TENANT_A, None)),
+        ),
+        "missing_claim",
+    );
+}
+
+#[test]
+fn issuer_template_mistakes_are_refused() {
+    let refused = |provider: Value| {
+        let mut document = base_config();
+        document["providers"].as_array_mut().unwrap().push(provider);
+        Config::from_json(document.to_string().as_bytes())
+            .err()
+            .map(|error| error.field)
+    };
+    let entra = |changes: Value| {
+        with(
+            json!({"name": "entra", "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+                   "tenants": [TENANT_A], "audiences": [AUDIENCE],
+                   "jwks": {"inline": jwks(&[TestKey::Rsa2048])}}),
+            changes,
+        )
+    };
+    assert_eq!(refused(entra(json!({}))), None);
+    assert_eq!(
+        refused(entra(json!({"tenants": null}))),
+        Some("providers[2].tenants".to_owned()),
+        "a template without tenants would be any tenant"
+    );
+    assert_eq!(
+        refused(entra(json!({"tenants": []}))),
+        Some("providers[2].tenants".to_owned())
+    );
+    assert_eq!(
+        refused(entra(json!({"tenants": ["a/b"]}))),
+        Some("providers[2].tenants[0]".to_owned())
+    );
+    assert_eq!(
+        refused(entra(json!({"issuer": "https://sts.windows.net/x/"}))),
+        Some("providers[2].tenants".to_owned()),
+        "tenants without a template"
+    );
+    assert_eq!(
+        refused(entra(
+            json!({"issuer": "https://{tenantid}.example.com/{tenantid}/"})
+        )),
+        Some("providers[2].issuer".to_owned())
+    );
+    assert_eq!(
+        refused(entra(
+            json!({"jwks": null, "discovery": {"upstream": "entra"}})
+        )),
+        Some("providers[2].discovery.uri".to_owned())
+    );
+    // An exact issuer the template also matches: which provider a token belongs to would
+    // depend on their order.
+    assert_eq!(
+        refused(entra(
+            json!({"issuer": ISSUER.replace("idp", "{tenantid}"), "tenants": ["idp"]})
+        )),
+        Some("providers[2].issuer".to_owned())
+    );
+}

@@ -175,7 +175,17 @@ fn check_claims(
         return Err(Rejection::MissingClaim(missing.clone()));
     }
     match claims.get("iss") {
-        Some(Value::String(issuer)) if *issuer == provider.issuer => {}
+        Some(Value::String(issuer)) if provider.issues(issuer) => {
+            // A multi-tenant provider's token names its tenant twice: in `iss` and in `tid`
+            // (Entra ID). They must agree.
+            if let Some(tenant) = provider.tenant_of(issuer) {
+                match claims.get("tid") {
+                    None => return Err(Rejection::MissingClaim("tid".to_owned())),
+                    Some(Value::String(tid)) if tid == tenant => {}
+                    Some(_) => return Err(Rejection::InvalidClaim("tid")),
+                }
+            }
+        }
         // The provider was chosen by this very claim, so this is a defence in depth.
         _ => return Err(Rejection::InvalidClaim("iss")),
     }
