@@ -5,7 +5,9 @@ The configurations are found where users put them:
 - Envoy configs (YAML): each `configuration` that is a `google.protobuf.StringValue`, whose
   `value` is the filter's JSON;
 - Istio `WasmPlugin`: `spec.pluginConfig`;
-- Envoy Gateway `EnvoyExtensionPolicy`: `spec.wasm[].config`.
+- Envoy Gateway `EnvoyExtensionPolicy`: `spec.wasm[].config`;
+- the ready-made identity-provider configs (`envoy/idp/*.json`): `configuration`, next to the
+  `cluster` that reaches the provider.
 
 A file in which no configuration is found fails too: an example must not pass by being empty.
 Kubernetes manifests are also checked for the fields they must carry (API version, the image,
@@ -33,6 +35,8 @@ def configurations(node, path="$"):
         configuration = node.get("configuration")
         if isinstance(configuration, dict) and configuration.get("@type") == STRING_VALUE:
             yield f"{path}.configuration", json.loads(configuration["value"])
+        elif isinstance(configuration, dict) and isinstance(node.get("cluster"), dict):
+            yield f"{path}.configuration", configuration
         if node.get("kind") == "WasmPlugin" and isinstance(node.get("spec"), dict):
             yield f"{path}.spec.pluginConfig", node["spec"].get("pluginConfig")
         if node.get("kind") == "EnvoyExtensionPolicy" and isinstance(node.get("spec"), dict):
@@ -97,10 +101,13 @@ def manifest_problems(document):
     return problems
 
 
-def write_envoy_check(template, out, name, index, configuration):
-    """A copy of the Envoy config `template` whose filter configuration is `configuration`."""
+def write_envoy_check(template, out, name, index, configuration, cluster=None):
+    """A copy of the Envoy config `template` whose filter configuration is `configuration`
+    (and with `cluster` added, the one a ready-made provider config names)."""
     with open(template) as source:
         bootstrap = yaml.safe_load(source)
+    if cluster is not None:
+        bootstrap["static_resources"]["clusters"].append(cluster)
     replaced = 0
 
     def replace(node):
@@ -145,8 +152,10 @@ def main() -> int:
                 print(f"check-examples: {name} {document.get('kind')}: {problem}", file=sys.stderr)
                 failed = True
         if arguments.envoy_template and arguments.out:
+            clusters = [document.get("cluster") for document in documents if isinstance(document, dict)]
+            cluster = clusters[0] if len(clusters) == 1 else None
             for index, (_, configuration) in enumerate(found):
-                print(write_envoy_check(arguments.envoy_template, arguments.out, name, index, configuration))
+                print(write_envoy_check(arguments.envoy_template, arguments.out, name, index, configuration, cluster))
         if not found:
             print(f"check-examples: {name}: no filter configuration found", file=sys.stderr)
             failed = True

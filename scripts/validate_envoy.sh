@@ -52,17 +52,18 @@ for config in docs/migration/*.yaml; do
     fi
 done
 
-# Kubernetes manifests: their fields and their filter configuration checked, and that
-# configuration run through the filter's own check in a copy of envoy/envoy.yaml.
+# Kubernetes manifests and the ready-made identity-provider configs: their fields and their filter
+# configuration checked, and that configuration run through the filter's own check in a copy of
+# envoy/envoy.yaml (with the provider's cluster).
 if ! generated=$("$SYSTEM_PYTHON" scripts/check_examples.py --envoy-template envoy/envoy.yaml \
-    --out "$OUT/k8s" envoy/k8s/*.yaml); then
+    --out "$OUT/k8s" envoy/k8s/*.yaml envoy/idp/*.json); then
     failed=1
 fi
 for config in $(grep '\.yaml$' <<<"$generated"); do
     if "$ENVOY_BIN" --mode validate -c "$config" >"$config.log" 2>&1; then
-        echo "validate-envoy: $config (from envoy/k8s/) OK"
+        echo "validate-envoy: $config (from envoy/k8s/ or envoy/idp/) OK"
     else
-        echo "validate-envoy: $config (from envoy/k8s/) FAILED:" >&2
+        echo "validate-envoy: $config (from envoy/k8s/ or envoy/idp/) FAILED:" >&2
         grep -E '\]\[(critical|error)\]|wasm log' "$config.log" >&2 || cat "$config.log" >&2
         failed=1
     fi
