@@ -274,3 +274,177 @@ fn entra_id_tokens_through_the_ready_made_config() {
     });
     stand.finish();
 }
+
+/// The documents a single-issuer provider serves: its discovery document where the config's
+/// `discovery` (or the issuer's well-known URI) points, and its JWKS at the document's
+/// `jwks_uri` (or the config's `jwks.uri`).
+fn provider_documents(shape: &Shape, name: &str) -> Vec<(String, Value)> {
+    let provider = &shape.configuration["providers"][0];
+    let mut documents = Vec::new();
+    let jwks_uri = if let Some(uri) = provider["jwks"]["uri"].as_str() {
+        uri.to_owned()
+    } else {
+        let discovery = read_json(&format!("tests/fixtures/idp/{name}/discovery.json"));
+        assert_eq!(
+            discovery["issuer"], provider["issuer"],
+            "{name}: discovery issuer"
+        );
+        let uri = provider["discovery"]["uri"].as_str().map_or_else(
+            || {
+                format!(
+                    "{}/.well-known/openid-configuration",
+                    provider["issuer"].as_str().unwrap().trim_end_matches('/')
+                )
+            },
+            str::to_owned,
+        );
+        documents.push((path_of(&uri), discovery.clone()));
+        discovery["jwks_uri"].as_str().unwrap().to_owned()
+    };
+    documents.push((path_of(&jwks_uri), shape.jwks.clone()));
+    documents
+}
+
+/// Keycloak: a JWKS that mixes an encryption key (`use: enc`, `RSA-OAEP`, skipped and logged,
+/// never fatal) with the signing key; roles in `realm_access.roles` and
+/// `resource_access.<client>.roles`; `azp`; a `typ: Bearer` claim; `aud` an array.
+#[test]
+fn keycloak_tokens_through_the_ready_made_config() {
+    let shape = Shape::load("keycloak");
+    let (stand, _provider) = shape.start("idp-keycloak", &provider_documents(&shape, "keycloak"));
+    let subject = shape.claims["sub"].as_str().unwrap().to_owned();
+    stand.scenario("realm_and_client_roles_count", || {
+        let token = shape.token(&json!({}));
+        let received = stand
+            .get("/api/orders", &[("authorization", &bearer(&token))])
+            .allowed(&subject);
+        assert_eq!(received.header("x-client-id"), shape.claims["azp"].as_str());
+        // orders:write is a role of the API client (resource_access), not of the realm.
+        stand
+            .send(
+                "POST",
+                "/api/orders",
+                &[("authorization", &bearer(&token))],
+                b"",
+            )
+            .allowed(&subject);
+        let realm_only =
+            shape.token(&json!({"resource_access": {"account": {"roles": ["view-profile"]}}}));
+        stand
+            .send(
+                "POST",
+                "/api/orders",
+                &[("authorization", &bearer(&realm_only))],
+                b"",
+            )
+            .forbidden(
+                "insufficient_role",
+                "orders-write",
+                None,
+                Some(("roles", json!(["orders:write"]))),
+            );
+    });
+    stand.scenario("the_encryption_key_is_skipped_not_fatal", || {
+        let log = stand.envoy.log();
+        assert!(
+            log.contains("CANAG6lJUPKqKDoWxxXL5wAHf2U18BAzm_LJm7RPTGk")
+                && log.contains("is not used"),
+            "the skipped enc key is logged: {log}"
+        );
+    });
+    stand.finish();
+}
+
+/// Okta: a custom authorization server's issuer, `scp` an array, `cid` and `uid`, keys with
+/// `alg` and `use`, no `typ` in the header.
+#[test]
+fn okta_tokens_through_the_ready_made_config() {
+    let shape = Shape::load("okta");
+    let (stand, _provider) = shape.start("idp-okta", &provider_documents(&shape, "okta"));
+    let subject = shape.claims["sub"].as_str().unwrap().to_owned();
+    stand.scenario("scp_array_uid_and_cid", || {
+        let token = shape.token(&json!({}));
+        let received = stand
+            .get("/api/flights", &[("authorization", &bearer(&token))])
+            .allowed(&subject);
+        assert_eq!(received.header("x-user-id"), shape.claims["uid"].as_str());
+        assert_eq!(received.header("x-client-id"), shape.claims["cid"].as_str());
+        let without = shape.token(&json!({"scp": ["openid", "email"]}));
+        let challenge = "Bearer realm=\"wasm-jwt-authn\", error=\"insufficient_scope\", \
+             error_description=\"the token lacks a scope this route requires\", scope=\"flights\"";
+        stand
+            .get("/api/flights", &[("authorization", &bearer(&without))])
+            .forbidden(
+                "insufficient_scope",
+                "api",
+                Some(challenge),
+                Some(("scope", json!("flights"))),
+            );
+    });
+    stand.finish();
+}
+
+/// Auth0: an issuer with a trailing slash, `aud` an array that includes the userinfo URL,
+/// `permissions`, and roles in a namespaced claim (a URL as the claim's name).
+#[test]
+fn auth0_tokens_through_the_ready_made_config() {
+    let shape = Shape::load("auth0");
+    let (stand, _provider) = shape.start("idp-auth0", &provider_documents(&shape, "auth0"));
+    let subject = shape.claims["sub"].as_str().unwrap().to_owned();
+    stand.scenario("namespaced_roles_permissions_and_an_aud_array", || {
+        let token = shape.token(&json!({}));
+        let received = stand
+            .get("/api/patients", &[("authorization", &bearer(&token))])
+            .allowed(&subject);
+        assert_eq!(received.header("x-user-roles"), Some("admin,editor"));
+        stand
+            .get("/admin/users", &[("authorization", &bearer(&token))])
+            .allowed(&subject);
+        let no_admin = shape.token(&json!({"permissions": ["read:patients"]}));
+        stand
+            .get("/admin/users", &[("authorization", &bearer(&no_admin))])
+            .forbidden(
+                "claim_condition_failed",
+                "admin",
+                None,
+                Some(("claim", json!(["permissions"]))),
+            );
+        let userinfo_only = shape.token(&json!({"aud": ["https://example.auth0.com/userinfo"]}));
+        stand
+            .get(
+                "/api/patients",
+                &[("authorization", &bearer(&userinfo_only))],
+            )
+            .denied("audience_mismatch");
+    });
+    stand.finish();
+}
+
+/// Google: keys served from another host than the issuer's (fetched from their JWKS URI),
+/// published with `alg` and without `x5c`; `azp`, `email_verified` and `hd`.
+#[test]
+fn google_tokens_through_the_ready_made_config() {
+    let shape = Shape::load("google");
+    let (stand, _provider) = shape.start("idp-google", &provider_documents(&shape, "google"));
+    let subject = shape.claims["sub"].as_str().unwrap().to_owned();
+    stand.scenario("a_verified_email_of_the_hosted_domain", || {
+        let token = shape.token(&json!({}));
+        let received = stand
+            .get("/reports", &[("authorization", &bearer(&token))])
+            .allowed(&subject);
+        assert_eq!(
+            received.header("x-user-email"),
+            shape.claims["email"].as_str()
+        );
+        let unverified = shape.token(&json!({"email_verified": false}));
+        stand
+            .get("/reports", &[("authorization", &bearer(&unverified))])
+            .forbidden(
+                "claim_condition_failed",
+                "company",
+                None,
+                Some(("claim", json!(["email_verified"]))),
+            );
+    });
+    stand.finish();
+}
