@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use crate::alg::Algorithm;
 use crate::der;
 use crate::rsa_math::RsaVerifier;
+use crate::x509;
 
 /// A public key usable for verification, in the form verification needs.
 #[derive(Debug, Clone)]
@@ -129,6 +130,9 @@ pub enum KeyProblem {
     WeakRsaKey,
     /// The numbers do not form a valid public key (e.g. a point not on the curve).
     InvalidKey,
+    /// The certificate in `x5c` holds another key than the JWK's own members, or `x5t` /
+    /// `x5t#S256` is not that certificate's thumbprint.
+    CertificateMismatch,
 }
 
 impl std::fmt::Display for KeyProblem {
@@ -165,6 +169,10 @@ impl std::fmt::Display for KeyProblem {
                 )
             }
             KeyProblem::InvalidKey => write!(formatter, "not a valid public key"),
+            KeyProblem::CertificateMismatch => write!(
+                formatter,
+                "its `x5c` certificate (or `x5t` thumbprint) is for another key"
+            ),
         }
     }
 }
@@ -266,6 +274,7 @@ pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return Err(KeyProblem::BadMember("kid")),
     };
+    check_certificate(jwk, &spki_der)?;
     let fingerprint = fingerprint(id.as_deref(), algorithm, &spki_der);
     Ok(Key {
         id,
@@ -274,6 +283,48 @@ pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
         spki_der,
         fingerprint,
     })
+}
+
+/// A key's `x5c` (its certificate chain, its own certificate first) must hold the very key its
+/// other members give, and `x5t` / `x5t#S256` must be that certificate's thumbprints: a JWKS
+/// that names two different keys for one entry is refused rather than believed either way.
+/// Without `x5c`, the thumbprints name a certificate that is not here: they are ids only.
+fn check_certificate(jwk: &Map<String, Value>, spki_der: &[u8]) -> Result<(), KeyProblem> {
+    use base64::engine::general_purpose::STANDARD;
+    use sha1::Sha1;
+    use sha2::{Digest as _, Sha256};
+
+    let Some(chain) = jwk.get("x5c") else {
+        return Ok(());
+    };
+    // RFC 7517 §4.7: standard (not URL-safe) base64 of the DER certificate.
+    let certificate = chain
+        .as_array()
+        .and_then(|chain| chain.first())
+        .and_then(Value::as_str)
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .ok_or(KeyProblem::BadMember("x5c"))?;
+    let certified_key =
+        x509::subject_public_key_info(&certificate).ok_or(KeyProblem::BadMember("x5c"))?;
+    if certified_key != spki_der {
+        return Err(KeyProblem::CertificateMismatch);
+    }
+    let thumbprints: [(&'static str, Vec<u8>); 2] = [
+        ("x5t", Sha1::digest(&certificate).to_vec()),
+        ("x5t#S256", Sha256::digest(&certificate).to_vec()),
+    ];
+    for (member, digest) in thumbprints {
+        if let Some(value) = jwk.get(member) {
+            let thumbprint = value
+                .as_str()
+                .and_then(|encoded| URL_SAFE_NO_PAD.decode(encoded).ok())
+                .ok_or(KeyProblem::BadMember(member))?;
+            if thumbprint != digest {
+                return Err(KeyProblem::CertificateMismatch);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn fingerprint(id: Option<&str>, algorithm: Option<Algorithm>, spki_der: &[u8]) -> KeyFingerprint {
@@ -474,6 +525,71 @@ mod tests {
 
     fn problem(jwk: Value) -> KeyProblem {
         parse_key(&jwk).expect_err("key should be refused")
+    }
+
+    /// The providers' published key sets (tests/fixtures/idp/): their certificates are their keys.
+    const PUBLISHED: [(&str, &str); 3] = [
+        (
+            "entra-id",
+            include_str!("../tests/fixtures/idp/entra-id/jwks.json"),
+        ),
+        (
+            "auth0",
+            include_str!("../tests/fixtures/idp/auth0/jwks.json"),
+        ),
+        (
+            "keycloak",
+            include_str!("../tests/fixtures/idp/keycloak/jwks.json"),
+        ),
+    ];
+
+    #[test]
+    fn published_certificates_agree_with_their_keys() {
+        for (name, document) in PUBLISHED {
+            let (keys, skipped) = KeySet::from_json(document.as_bytes()).unwrap();
+            assert!(!keys.is_empty(), "{name}");
+            // Keycloak's encryption key is skipped for its `use`, nothing for its certificate.
+            assert!(
+                skipped
+                    .iter()
+                    .all(|key| key.reason == KeyProblem::NotForVerification),
+                "{name}: {skipped:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_or_thumbprint_for_another_key_refuses_the_key() {
+        let document: Value = serde_json::from_str(PUBLISHED[0].1).unwrap();
+        let first = document["keys"][0].clone();
+        let second = document["keys"][1].clone();
+        assert!(parse_key(&first).is_ok() && parse_key(&second).is_ok());
+        // The first key's numbers with the second key's certificate.
+        let mut mixed = first.clone();
+        mixed["x5c"] = second["x5c"].clone();
+        mixed.as_object_mut().unwrap().remove("x5t");
+        assert_eq!(problem(mixed), KeyProblem::CertificateMismatch);
+        let mut wrong_thumbprint = first.clone();
+        wrong_thumbprint["x5t"] = second["x5t"].clone();
+        assert_eq!(problem(wrong_thumbprint), KeyProblem::CertificateMismatch);
+        let mut wrong_sha256 = first.clone();
+        wrong_sha256["x5t#S256"] = json!(b64url(&[0_u8; 32]));
+        assert_eq!(problem(wrong_sha256), KeyProblem::CertificateMismatch);
+        // A thumbprint without a certificate is only an id.
+        let mut no_chain = first.clone();
+        no_chain.as_object_mut().unwrap().remove("x5c");
+        no_chain["x5t"] = second["x5t"].clone();
+        assert!(parse_key(&no_chain).is_ok());
+        for bad in [
+            json!([]),
+            json!("MIIB"),
+            json!(["not base64!"]),
+            json!(["AAAA"]),
+        ] {
+            let mut broken = first.clone();
+            broken["x5c"] = bad.clone();
+            assert_eq!(problem(broken), KeyProblem::BadMember("x5c"), "{bad}");
+        }
     }
 
     fn with(mut jwk: Value, member: &str, value: Value) -> Value {

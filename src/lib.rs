@@ -59,6 +59,7 @@ pub mod token_cache;
 pub mod upstream;
 pub mod verify;
 pub mod waiting;
+mod x509;
 
 /// Fixture keys and token signing, shared with the integration tests.
 #[cfg(test)]
