@@ -284,6 +284,8 @@ pub struct Config {
     pub reads_all_headers: bool,
     /// Address lists fetched at run time, named by `source_ips` conditions.
     pub address_lists: Vec<AddressList>,
+    /// The provider of opaque tokens, if any (at most one), found once at configure time.
+    pub opaque_provider: Option<ProviderIndex>,
 }
 
 /// A list of addresses fetched at run time (an IP reputation feed, a partner's ranges), which
@@ -610,10 +612,8 @@ impl Config {
 
     /// The provider of opaque tokens (at most one), with its position.
     pub fn opaque_provider(&self) -> Option<(ProviderIndex, &Provider)> {
-        self.providers
-            .iter()
-            .enumerate()
-            .find(|(_, provider)| provider.is_opaque())
+        let index = self.opaque_provider?;
+        self.providers.get(index).map(|provider| (index, provider))
     }
 }
 
@@ -853,6 +853,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             device,
             reads_all_headers: has_rego,
             address_lists,
+            opaque_provider: providers.iter().position(Provider::is_opaque),
             providers,
             rules,
             max_token_bytes,

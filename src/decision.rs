@@ -873,8 +873,9 @@ fn decide(
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
     // A token that is not a JWT may be an opaque token of the provider that takes them.
-    if !token::has_jws_shape(found.value) {
-        if let Some((provider_index, provider)) = config.opaque_provider() {
+    // Only when a provider takes them: the shape test decodes the token's first segment.
+    if let Some((provider_index, provider)) = config.opaque_provider() {
+        if !token::has_jws_shape(found.value) {
             check_request(accepted, provider_index, provider, &found)?;
             if found.value.len() > config.max_token_bytes {
                 return Err(Denial::Malformed(MalformedToken::TooLarge).into());

@@ -21,14 +21,13 @@
 //! - a failed call (the provider down, an unreadable answer) not at all: the requests waiting
 //!   for it get `503`, and the next request asks again.
 
-use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::config::ProviderIndex;
+use crate::fifo_map::FifoMap;
 use crate::remote::HttpUri;
 use crate::verify::UnixSeconds;
 
@@ -167,27 +166,19 @@ struct Entry {
     answer: Introspected,
     /// Trusted before this second.
     until: UnixSeconds,
-    /// Which insertion this is, to tell it apart from stale entries of the eviction queue.
-    sequence: u64,
 }
 
 /// Answers remembered per provider and token (the whole token is the key, as in the token
-/// cache: no digest stands in for it). Bounded: the oldest answer is evicted first.
+/// cache). Bounded: the oldest answer is evicted first.
 #[derive(Debug)]
 pub struct IntrospectionCache {
-    capacity: usize,
-    entries: HashMap<Rc<str>, Entry>,
-    insertion_order: VecDeque<(Rc<str>, u64)>,
-    next_sequence: u64,
+    entries: FifoMap<Entry>,
 }
 
 impl IntrospectionCache {
     pub fn new(capacity: usize) -> IntrospectionCache {
         IntrospectionCache {
-            capacity,
-            entries: HashMap::new(),
-            insertion_order: VecDeque::new(),
-            next_sequence: 0,
+            entries: FifoMap::new(capacity),
         }
     }
 
@@ -204,11 +195,13 @@ impl IntrospectionCache {
             .map(|entry| &entry.answer)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
@@ -233,44 +226,14 @@ impl IntrospectionCache {
         // At least for the rest of this second: the answer is how the requests that waited for
         // it are decided (an active answer past its `exp` is then refused as expired).
         let until = until.max(now.saturating_add(1));
-        if self.capacity == 0 {
-            return;
-        }
-        let key: Rc<str> = Rc::from(token);
-        let sequence = self.next_sequence;
-        self.next_sequence = self.next_sequence.wrapping_add(1);
         self.entries.insert(
-            Rc::clone(&key),
+            token,
             Entry {
                 provider,
                 answer,
                 until,
-                sequence,
             },
         );
-        self.insertion_order.push_back((key, sequence));
-        while self.entries.len() > self.capacity {
-            let Some((oldest, sequence)) = self.insertion_order.pop_front() else {
-                break;
-            };
-            if self
-                .entries
-                .get(&oldest)
-                .is_some_and(|entry| entry.sequence == sequence)
-            {
-                self.entries.remove(&oldest);
-            }
-        }
-        // Entries replaced since they were queued leave stale queue items: compact now and
-        // then so the queue stays bounded too.
-        if self.insertion_order.len() > self.capacity.saturating_mul(2) {
-            let entries = &self.entries;
-            self.insertion_order.retain(|(key, sequence)| {
-                entries
-                    .get(key)
-                    .is_some_and(|entry| entry.sequence == *sequence)
-            });
-        }
     }
 }
 
@@ -429,7 +392,7 @@ mod tests {
         assert_eq!(cache.len(), 3);
         assert!(cache.get(0, "a", T0 + 4).is_none());
         assert!(cache.get(0, "d", T0 + 4).is_some());
-        assert!(cache.insertion_order.len() <= 6);
+        assert!(cache.entries.queue_len() <= 6);
         let mut disabled = IntrospectionCache::new(0);
         disabled.insert(0, "a", Introspected::Inactive, &settings, T0);
         assert!(disabled.is_empty());

@@ -45,6 +45,7 @@ pub mod config;
 pub mod decision;
 mod der;
 mod es384;
+mod fifo_map;
 pub mod host_crypto;
 pub mod introspection;
 mod json;

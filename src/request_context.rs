@@ -157,6 +157,7 @@ impl AddressSet {
     }
 
     /// Disjoint ranges the set holds (adjacent and overlapping blocks merged).
+    #[cfg(test)]
     pub fn range_count(&self) -> usize {
         self.ranges.len()
     }
@@ -219,18 +220,6 @@ impl AddressCondition {
     /// The remote lists this condition consults.
     pub fn lists(&self) -> impl Iterator<Item = ListIndex> + '_ {
         self.any_lists.iter().chain(&self.not_lists).copied()
-    }
-}
-
-/// For decisions without remote address lists (and tests): every list is unavailable.
-pub struct NoAddressLists;
-
-impl AddressLists for NoAddressLists {
-    fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
-        Err(ListMissing {
-            list,
-            pending: false,
-        })
     }
 }
 
@@ -639,6 +628,18 @@ mod tests {
         assert!(!deny_list
             .holds(Some(ip("203.0.113.5")), &NoAddressLists)
             .unwrap());
+    }
+
+    /// No remote address lists: every list is unavailable.
+    struct NoAddressLists;
+
+    impl AddressLists for NoAddressLists {
+        fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
+            Err(ListMissing {
+                list,
+                pending: false,
+            })
+        }
     }
 
     /// Address lists as a test sets them: `None` is a list that cannot be had.

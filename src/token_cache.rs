@@ -20,11 +20,10 @@
 //! out: under a flood of distinct valid tokens an LRU would evict just as much, at the cost of
 //! bookkeeping on every hit).
 
-use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::ProviderIndex;
+use crate::fifo_map::FifoMap;
 use crate::jwks::KeyFingerprint;
 use crate::verify::Lifetime;
 
@@ -52,91 +51,43 @@ pub struct CachedToken {
     pub claims: Option<Arc<Map<String, Value>>>,
 }
 
-#[derive(Debug)]
-struct Slot {
-    token: CachedToken,
-    /// Which insertion this is, to tell it apart from stale entries of the eviction queue.
-    sequence: u64,
-}
-
 /// A bounded map from tokens to verification results.
 #[derive(Debug)]
 pub struct TokenCache {
-    capacity: usize,
-    slots: HashMap<Rc<str>, Slot>,
-    /// Insertion order for eviction; may hold entries already removed (their sequence no
-    /// longer matches), and is compacted when it grows past twice the capacity.
-    insertion_order: VecDeque<(Rc<str>, u64)>,
-    next_sequence: u64,
+    entries: FifoMap<CachedToken>,
 }
 
 impl TokenCache {
     /// A cache of at most `capacity` tokens; 0 disables caching.
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            capacity,
-            slots: HashMap::new(),
-            insertion_order: VecDeque::new(),
-            next_sequence: 0,
+            entries: FifoMap::new(capacity),
         }
     }
 
     pub fn is_enabled(&self) -> bool {
-        self.capacity > 0
+        self.entries.capacity() > 0
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.entries.is_empty()
     }
 
     pub fn get(&self, token: &str) -> Option<&CachedToken> {
-        self.slots.get(token).map(|slot| &slot.token)
+        self.entries.get(token)
     }
 
     pub fn remove(&mut self, token: &str) {
-        self.slots.remove(token);
+        self.entries.remove(token);
     }
 
     /// Remembers a verification, evicting the oldest entries to stay within capacity.
     pub fn insert(&mut self, token: &str, verified: CachedToken) {
-        if !self.is_enabled() {
-            return;
-        }
-        while self.slots.len() >= self.capacity && !self.slots.contains_key(token) {
-            let Some((oldest, sequence)) = self.insertion_order.pop_front() else {
-                break;
-            };
-            if self
-                .slots
-                .get(&oldest)
-                .is_some_and(|slot| slot.sequence == sequence)
-            {
-                self.slots.remove(&oldest);
-            }
-        }
-        let sequence = self.next_sequence;
-        self.next_sequence = self.next_sequence.wrapping_add(1);
-        let key: Rc<str> = Rc::from(token);
-        self.slots.insert(
-            Rc::clone(&key),
-            Slot {
-                token: verified,
-                sequence,
-            },
-        );
-        self.insertion_order.push_back((key, sequence));
-        if self.insertion_order.len() > self.capacity.saturating_mul(2) {
-            let slots = &self.slots;
-            self.insertion_order.retain(|(key, sequence)| {
-                slots
-                    .get(key)
-                    .is_some_and(|slot| slot.sequence == *sequence)
-            });
-        }
+        self.entries.insert(token, verified);
     }
 }
 
@@ -188,7 +139,7 @@ mod tests {
         for index in 0..100_000 {
             cache.insert(&format!("token-{index}"), entry(0));
             assert!(cache.len() <= 100);
-            assert!(cache.insertion_order.len() <= 200);
+            assert!(cache.entries.queue_len() <= 200);
         }
         assert_eq!(cache.len(), 100);
         assert!(cache.get("token-99899").is_none());
@@ -203,7 +154,7 @@ mod tests {
             cache.insert("same", entry(0));
             cache.remove("same");
             cache.insert("same", entry(0));
-            assert!(cache.insertion_order.len() <= 6);
+            assert!(cache.entries.queue_len() <= 6);
         }
         assert_eq!(cache.len(), 1);
         // Stale queue entries of the re-inserted token evict nothing.

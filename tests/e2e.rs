@@ -901,21 +901,6 @@ fn behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for() {
     stand.finish();
 }
 
-/// A plain-HTTP cluster to a loopback port, for documents the filter fetches.
-fn loopback_cluster(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": port}
-            }}}]}]
-        }
-    })
-}
-
 /// A reputation list fetched from a list server, refreshed while Envoy runs, shared by two
 /// workers; and a list whose server is down, which refuses its route `503` and nothing else.
 #[test]
@@ -946,8 +931,8 @@ fn a_remote_address_list_is_fetched_shared_and_refreshed_in_envoy() {
         use_remote_address: true,
         concurrency: 2,
         clusters: vec![
-            loopback_cluster("lists", lists.port()),
-            loopback_cluster("down", envoy::free_port()),
+            envoy::loopback_cluster("lists", lists.port()),
+            envoy::loopback_cluster("down", envoy::free_port()),
         ],
         ..Options::default()
     };
@@ -1033,7 +1018,7 @@ fn a_verified_jwt_is_refused_once_introspection_says_it_is_revoked() {
         "cache_seconds": 1, "negative_cache_seconds": 1
     });
     let options = Options {
-        clusters: vec![loopback_cluster("introspector", introspector.port())],
+        clusters: vec![envoy::loopback_cluster("introspector", introspector.port())],
         ..Options::default()
     };
     let stand = Stand::start_with("jwt-introspection", &configuration, &options);

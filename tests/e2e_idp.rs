@@ -140,17 +140,7 @@ impl Shape {
         for (path, document) in documents {
             provider.serve_document(path, "application/json", document.to_string());
         }
-        let cluster = json!({
-            "name": self.cluster,
-            "connect_timeout": "1s",
-            "type": "STATIC",
-            "load_assignment": {
-                "cluster_name": self.cluster,
-                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                    "socket_address": {"address": "127.0.0.1", "port_value": provider.port()}
-                }}}]}]
-            }
-        });
+        let cluster = envoy::loopback_cluster(&self.cluster, provider.port());
         let options = Options {
             clusters: vec![cluster],
             ..Options::default()

@@ -326,17 +326,7 @@ fn envoy_loads_the_module_from_a_remote_source_checked_by_sha256() {
     let module = fs::read(envoy::wasm_module()).unwrap();
     let server = EchoUpstream::start();
     server.serve_document("/wasm-jwt-authn.wasm", "application/wasm", module.clone());
-    let cluster = json!({
-        "name": "module_server",
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": "module_server",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": server.port()}
-            }}}]}]
-        }
-    });
+    let cluster = envoy::loopback_cluster("module_server", server.port());
     let upstream = EchoUpstream::start();
     let options = Options {
         clusters: vec![cluster],
@@ -368,17 +358,7 @@ fn a_remote_module_with_the_wrong_sha256_never_runs() {
     let module = fs::read(envoy::wasm_module()).unwrap();
     let server = EchoUpstream::start();
     server.serve_document("/wasm-jwt-authn.wasm", "application/wasm", module);
-    let cluster = json!({
-        "name": "module_server",
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": "module_server",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": server.port()}
-            }}}]}]
-        }
-    });
+    let cluster = envoy::loopback_cluster("module_server", server.port());
     let upstream = EchoUpstream::start();
     let options = Options {
         listener_port: envoy::free_port(),

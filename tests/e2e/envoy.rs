@@ -431,6 +431,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A plain-HTTP cluster `name` to a loopback port: the echo upstream, or a server standing in
+/// for something the filter (or Envoy) fetches from.
+pub fn loopback_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": port}
+            }}}]}]
+        }
+    })
+}
+
 /// The authentication filter's entry in `http_filters`, configured with `configuration`.
 fn auth_filter(configuration: &str, options: &Options) -> Value {
     let filter = options.auth_filter;
@@ -486,15 +502,7 @@ fn bootstrap(
 ) -> Value {
     let loopback =
         |port: u16| json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
-    let mut clusters = vec![json!({
-        "name": "backend",
-        "connect_timeout": "1s",
-        "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": "backend",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": loopback(upstream_port)}}]}]
-        }
-    })];
+    let mut clusters = vec![loopback_cluster("backend", upstream_port)];
     clusters.extend(options.clusters.iter().cloned());
     // PLAIN prints the raw filter-state value, `-` when the filter set none.
     let access_log_format = format!(
