@@ -987,7 +987,7 @@ mod tests {
         assert!(RsaVerifier::new(&[vec![0; 10], rng.odd_modulus(2047)].concat(), &e).is_none());
     }
 
-    /// Wycheproof's RSA vectors run through this module directly (tests/wycheproof.rs runs
+    /// Wycheproof's RSA vectors run through this module directly (tests/core/wycheproof.rs runs
     /// them through the filter's whole verification layer). No file system under
     /// wasm32-unknown-unknown.
     #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]

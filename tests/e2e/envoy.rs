@@ -14,6 +14,7 @@ use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -122,6 +123,12 @@ fn warn_if_stale(module: &Path) {
     }
 }
 
+/// A number no other Envoy of this test process has: tests of different suites may reuse a name.
+fn next_instance() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// How `path_with_escaped_slashes_action` treats `%2F` and `%5C` in paths.
 #[derive(Debug, Clone, Copy)]
 pub enum EscapedSlashes {
@@ -169,12 +176,10 @@ pub enum AuthFilter {
     #[default]
     Wasm,
     /// As `Wasm`, with the module built with Rego ([`rego_module`]).
-    #[allow(dead_code)] // used by tests/e2e.rs only
     WasmRego,
     /// Envoy's native `envoy.filters.http.jwt_authn`, for differential tests; the configuration
     /// is an `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication` message as JSON
     /// (without `@type`). No module is needed.
-    #[allow(dead_code)] // used by tests/differential.rs, not by every test crate
     NativeJwtAuthn,
 }
 
@@ -224,8 +229,11 @@ impl Envoy {
     ) -> Envoy {
         let binary = envoy_binary();
         let auth_filter = auth_filter(plugin_configuration, options);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("e2e-{name}-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "e2e-{name}-{}-{}",
+            std::process::id(),
+            next_instance()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the Envoy directory");
         let bootstrap = bootstrap(auth_filter, upstream_port, options, &dir.join("access.log"));
@@ -377,7 +385,6 @@ impl Envoy {
 
     /// Any of Envoy's own counters or gauges (`cluster.idp.ssl.handshake`, …) by its full
     /// name; `None` when Envoy has no such stat.
-    #[allow(dead_code)] // used by tests/e2e_keys.rs, not by every test crate
     pub fn stat(&self, name: &str) -> Option<u64> {
         let target = format!("/stats?format=json&filter=^{}$", name.replace('.', "\\."));
         let stats = http::get(self.admin(), &target).json();

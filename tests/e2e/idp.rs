@@ -16,11 +16,7 @@
 //! `scripts/setup.sh idp`, which installs them); without them this panics, it never skips.
 //! Dropping an [`Idp`] kills it; if the thread is panicking it first prints the server's log and
 //! keeps its directory.
-//!
-//! Self-contained (std and serde_json only), so any test crate can include it with
-//! `#[path = "e2e/idp.rs"] mod idp;`.
 #![allow(
-    dead_code, // each test crate that includes this module uses a different part of it
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -218,11 +214,6 @@ impl Idp {
         format!("{scheme}://127.0.0.1:{}{}", self.port, self.issuer_path())
     }
 
-    /// `127.0.0.1:<port>`: the OP's address, for an Envoy cluster or a `host:port` upstream.
-    pub fn authority(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     /// The JWKS URI on loopback (discovery says the same when asked with `Host: 127.0.0.1:<port>`).
     pub fn jwks_uri(&self) -> String {
         format!("{}/jwks", self.base_url())
@@ -239,27 +230,23 @@ impl Idp {
     }
 
     /// The introspection endpoint (RFC 7662) on loopback.
-    #[allow(dead_code)] // used by tests/e2e_keys.rs only
     pub fn introspection_endpoint(&self) -> String {
         format!("{}/token/introspection", self.base_url())
     }
 
     /// Revokes an opaque access token at the OP's revocation endpoint (RFC 7009), as its
     /// client would.
-    #[allow(dead_code)] // used by tests/e2e_keys.rs only
     pub fn revoke(&self, token: &str) {
         let response = self.admin("POST", "/revoke", Some(&json!({ "token": token })));
         assert_eq!(response["revoked"], true, "admin POST /revoke: {response}");
     }
 
     /// What the OP's introspection endpoint says of `token` now.
-    #[allow(dead_code)] // used by tests/e2e_keys.rs only
     pub fn introspect(&self, token: &str) -> Value {
         self.admin("POST", "/introspect", Some(&json!({ "token": token })))
     }
 
     /// Introspection requests the OP has received ([`Idp::introspect`]'s included).
-    #[allow(dead_code)] // used by tests/e2e_keys.rs only
     pub fn introspection_requests(&self) -> u64 {
         let stats = self.admin("GET", "/stats", None);
         stats["introspection_requests"]

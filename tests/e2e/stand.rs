@@ -416,7 +416,6 @@ impl Exchange<'_> {
     /// `503` for want of something fetched at run time (`reason`: `keys_unavailable`,
     /// `address_list_unavailable`), with `retry-after` and the exact body (naming `rule` when a
     /// rule needed it); nothing reached the upstream; `denied.<reason>` counted and logged.
-    #[allow(dead_code)] // used by tests/e2e.rs only
     pub fn unavailable(&self, reason: &str, rule: Option<&str>) {
         let response = &self.response;
         self.expect_status(503, reason);

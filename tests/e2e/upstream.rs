@@ -111,7 +111,6 @@ impl EchoUpstream {
 
     /// From now on answers `GET path` with `200`, `content_type` and `body` (a document the
     /// filter fetches, such as an address list), until set again.
-    #[allow(dead_code)] // used by tests/e2e.rs only
     pub fn serve_document(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) {
         self.documents
             .lock()

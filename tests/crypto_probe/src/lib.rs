@@ -1,5 +1,5 @@
 //! A test-only proxy-wasm module that runs one signature through the filter's signature layer
-//! inside a real proxy, so `tests/wycheproof_envoy.rs` can compare the two backends on every
+//! inside a real proxy, so `tests/e2e/wycheproof_envoy.rs` can compare the two backends on every
 //! Wycheproof vector.
 //!
 //! Each request names an algorithm, a JWK, a message and a signature in its headers:

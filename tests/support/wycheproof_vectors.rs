@@ -1,4 +1,4 @@
-//! The Wycheproof vector files as `tests/wycheproof.rs` and `tests/wycheproof_envoy.rs` read
+//! The Wycheproof vector files as `tests/core/wycheproof.rs` and `tests/e2e/wycheproof_envoy.rs` read
 //! them: where they are, their schema, the documented exceptions, and the conversions from
 //! their key encodings to JWKs.
 

@@ -17,18 +17,6 @@
     clippy::arithmetic_side_effects
 )]
 
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-#[path = "support/mod.rs"]
-mod support;
-#[allow(dead_code)]
-#[path = "e2e/upstream.rs"]
-mod upstream;
-
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,9 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use envoy::{Envoy, Options};
-use support::TestKey;
-use upstream::EchoUpstream;
+use crate::envoy::{Envoy, Options};
+use crate::support::TestKey;
+use crate::upstream::EchoUpstream;
+use crate::{envoy, http, support};
 
 const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
 const ISSUER: &str = "https://idp.oci.test";

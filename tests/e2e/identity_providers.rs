@@ -14,31 +14,17 @@
     clippy::arithmetic_side_effects
 )]
 
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-#[allow(dead_code)]
-#[path = "e2e/stand.rs"]
-mod stand;
-#[path = "support/mod.rs"]
-mod support;
-#[allow(dead_code)]
-#[path = "e2e/upstream.rs"]
-mod upstream;
-
 use std::fs;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use envoy::Options;
-use stand::Stand;
-use support::{sign_raw, TestKey};
-use upstream::EchoUpstream;
+use crate::envoy;
+use crate::envoy::Options;
+use crate::stand::Stand;
+use crate::support::{sign_raw, TestKey};
+use crate::upstream::EchoUpstream;
 
 const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
 

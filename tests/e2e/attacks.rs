@@ -1,5 +1,5 @@
-//! The attack catalog, end to end: every case of `tests/attacks/catalog.rs` crafted by
-//! `tests/attacks/forge.rs` and sent through one real Envoy running the built `.wasm`.
+//! The attack catalog, end to end: every case of `tests/e2e/attacks/catalog.rs` crafted by
+//! `tests/e2e/attacks/forge.rs` and sent through one real Envoy running the built `.wasm`.
 //!
 //! Each case asserts one exact outcome — the status and `reason` of the denial, or that the
 //! request reached the upstream (with exactly the identity headers it should carry) — plus
@@ -9,7 +9,7 @@
 //! JWKS) are checked in Envoy's log (the key skipped, with its reason) and by Envoys that must
 //! refuse to start. The suite prints a table (case, expected, got) and fails on any mismatch.
 //!
-//! Needs `ENVOY_BIN` and `WASM_JWT_AUTHN_WASM`, like `tests/e2e.rs`; see SECURITY.md for what
+//! Needs `ENVOY_BIN` and `WASM_JWT_AUTHN_WASM`, like `tests/e2e/filter.rs`; see SECURITY.md for what
 //! each group means.
 #![allow(
     clippy::unwrap_used,
@@ -19,28 +19,9 @@
     clippy::arithmetic_side_effects
 )]
 
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-#[allow(dead_code)]
-#[path = "e2e/stand.rs"]
-mod stand;
-#[path = "support/mod.rs"]
-mod support;
-#[allow(dead_code)]
-#[path = "e2e/upstream.rs"]
-mod upstream;
-
-#[path = "attacks/canary.rs"]
 mod canary;
-#[path = "attacks/catalog.rs"]
 mod catalog;
-#[path = "attacks/forge.rs"]
 mod forge;
-#[path = "attacks/keys.rs"]
 mod keys;
 
 use std::collections::BTreeMap;
@@ -51,13 +32,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use wasm_jwt_authn::decision::Reason;
 
+use crate::envoy::{Envoy, Options};
+use crate::stand::{Exchange, Stand, REALM};
+use crate::support::TestKey;
+use crate::{envoy, support};
 use canary::Canary;
 use catalog::{Case, ConfigCase, Context, Expect, Group};
-use envoy::{Envoy, Options};
 use forge::{AT_ISSUER, AUDIENCE, ES_ONLY_ISSUER, MAIN_ISSUER};
 use keys::{JwkEntry, Load, Signing};
-use stand::{Exchange, Stand, REALM};
-use support::TestKey;
 
 /// One line of the report.
 struct Row {

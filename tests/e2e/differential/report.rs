@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::corpus::{Case, CLASSES};
+use super::corpus::{Case, CLASSES};
 use crate::http::Response;
 
 /// What one Envoy did with one request.
@@ -264,7 +264,7 @@ pub fn markdown(
         out,
         "# Differential run: native `jwt_authn` vs `wasm-jwt-authn`\n\n\
          {} requests through each Envoy ({elapsed}). `allow` is `200` from the upstream; \
-         `deny` is `400`/`401`/`403`. Explanations: `tests/differential/REPORT.md`.\n",
+         `deny` is `400`/`401`/`403`. Explanations: `tests/e2e/differential/REPORT.md`.\n",
         outcomes.len()
     );
     out.push_str(&table(outcomes));

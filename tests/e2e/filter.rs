@@ -17,25 +17,15 @@
     clippy::arithmetic_side_effects
 )]
 
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[path = "e2e/http.rs"]
-mod http;
-#[path = "e2e/stand.rs"]
-mod stand;
-#[path = "support/mod.rs"]
-mod support;
-#[path = "e2e/upstream.rs"]
-mod upstream;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use envoy::{AuthFilter, Envoy, Options};
-use stand::Stand;
-use support::{b64url, sign_raw, TestKey};
-use upstream::EchoUpstream;
+use crate::envoy::{AuthFilter, Envoy, Options};
+use crate::stand::Stand;
+use crate::support::{b64url, sign_raw, TestKey};
+use crate::upstream::EchoUpstream;
+use crate::{envoy, http, stand, support};
 
 const AUDIENCE: &str = "api://e2e";
 const MAIN_ISSUER: &str = "https://idp.e2e.test";
@@ -1173,7 +1163,7 @@ fn device_posture_in_envoy() {
 }
 
 /// OPA's Envoy policy primer, adapted only where it verified the JWT (see the file's header).
-const ENVOY_PRIMER_POLICY: &str = include_str!("fixtures/rego/envoy-primer.rego");
+const ENVOY_PRIMER_POLICY: &str = include_str!("../fixtures/rego/envoy-primer.rego");
 
 /// An opa-envoy object result: a custom denial for one region, headers for the upstream else.
 const OBJECT_POLICY: &str = r#"package envoy.authz

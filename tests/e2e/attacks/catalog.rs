@@ -8,11 +8,11 @@
 
 use serde_json::{json, Value};
 
-use crate::forge::{
+use super::forge::{
     at, at_fraction, at_text, claims_for, Part, RsaInteger, Scalar, Segment, SegmentEdit, Shape,
     SignatureEdit, Signer, Spec, AT_ISSUER, AUDIENCE, ES_ONLY_ISSUER, MAIN_ISSUER, SUBJECT,
 };
-use crate::keys::{self, Secret, Signing};
+use super::keys::{self, Secret, Signing};
 use crate::support::{b64url, TestKey};
 
 /// The default route: no rule matches it, so a token from any provider is required.

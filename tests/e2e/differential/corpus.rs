@@ -1041,7 +1041,7 @@ fn rsa_plus_modulus(signature: &[u8]) -> Vec<u8> {
 
 fn rsa_key() -> rsa::RsaPrivateKey {
     use rsa::pkcs8::DecodePrivateKey as _;
-    rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../fixtures/keys/rsa2048.pem")).unwrap()
+    rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../../fixtures/keys/rsa2048.pem")).unwrap()
 }
 
 /// An RSA-PSS signature of `message` under `alg`'s hash with a salt of `salt` bytes.

@@ -23,7 +23,7 @@
 //! directory, or the directory in `WYCHEPROOF_DIR`. If it is missing every test fails: these
 //! tests must never pass by running nothing.
 //!
-//! `cargo test --test wycheproof -- --nocapture` prints one tally line per file.
+//! `cargo test --test core wycheproof:: -- --nocapture` prints one tally line per file.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,18 +32,13 @@
     clippy::arithmetic_side_effects
 )]
 
-// Each test crate uses its own part of the shared vector code.
-#[allow(dead_code)]
-#[path = "wycheproof/vectors.rs"]
-mod vectors;
-
 use std::ffi::OsString;
 use std::path::Path;
 
+use crate::wycheproof_vectors::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use vectors::*;
 use wasm_jwt_authn::alg::{self, Algorithm, Portable, SignatureError};
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};

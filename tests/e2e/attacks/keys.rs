@@ -3,7 +3,7 @@
 //!
 //! Trusted keys are the fixture keys (`tests/fixtures/keys/`) plus a few P-256 keys derived from
 //! fixed scalars (so they need no fixture file). The attacker's P-256 key and certificate are
-//! `tests/attacks/fixtures/` (see the README there). Everything here is deterministic except
+//! `tests/e2e/attacks/fixtures/` (see the README there). Everything here is deterministic except
 //! RSA-PSS salts, which the signer draws at random.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -15,7 +15,7 @@ use sha2::Digest as _;
 
 use crate::support::{b64url, TestKey};
 
-const RSA2048_PEM: &str = include_str!("../fixtures/keys/rsa2048.pem");
+const RSA2048_PEM: &str = include_str!("../../fixtures/keys/rsa2048.pem");
 const ATTACKER_P256_PEM: &str = include_str!("fixtures/attacker-p256.pem");
 const ATTACKER_P256_CERT: &str = include_str!("fixtures/attacker-p256.crt");
 
@@ -213,7 +213,7 @@ impl Secret {
             Secret::P256Pem => {
                 use p256::pkcs8::DecodePrivateKey as _;
                 let key =
-                    p256::SecretKey::from_pkcs8_pem(include_str!("../fixtures/keys/p256.pem"))
+                    p256::SecretKey::from_pkcs8_pem(include_str!("../../fixtures/keys/p256.pem"))
                         .unwrap();
                 key.public_key()
                     .to_public_key_pem(LineEnding::LF)

@@ -12,15 +12,12 @@
     clippy::arithmetic_side_effects
 )]
 
-#[path = "e2e/idp.rs"]
-mod idp;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use idp::{decode_jwt, Idp, IdpOptions};
+use crate::idp::{decode_jwt, Idp, IdpOptions};
 
 /// What `curl` got: its exit code, the HTTP status (0 when there was no response) and the body.
 struct Fetched {

@@ -11,7 +11,7 @@
 //! - the host answered whenever the algorithm is hosted and the signature passed `check`, and
 //!   its verdict equals the portable one (a disagreement names the file, tcId and both);
 //! - what `parse_key` and `check` said inside Envoy equals what they say natively;
-//! - the verdict matches Wycheproof's by the rule of `tests/wycheproof.rs` (valid → accepted,
+//! - the verdict matches Wycheproof's by the rule of `tests/core/wycheproof.rs` (valid → accepted,
 //!   invalid/acceptable → rejected), with the same documented exceptions, the same JWA policy
 //!   for RSASSA-PSS parameter sets (none of `PS*` may accept them), and the same key
 //!   selection for the JWS/JWK files (the filter's `token::parse`, `KeySet::candidates` and
@@ -19,10 +19,10 @@
 //!
 //! It fails on a missing file, on a file whose vectors do not all run, and unless every hosted
 //! algorithm (RS256, RS384, RS512, ES256, ES384) sent at least one vector through the host.
-//! P-521 is not a JWA algorithm this filter implements and is left to `tests/wycheproof.rs`.
+//! P-521 is not a JWA algorithm this filter implements and is left to `tests/core/wycheproof.rs`.
 //!
 //! Needs `ENVOY_BIN` (or `.venv/bin/envoy`); builds the probe itself into
-//! `target/crypto_probe`. `cargo test --test wycheproof_envoy -- --nocapture` prints one tally
+//! `target/crypto_probe`. `cargo test --test e2e wycheproof_envoy:: -- --nocapture` prints one tally
 //! line per file.
 #![allow(
     clippy::unwrap_used,
@@ -31,18 +31,6 @@
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects
 )]
-
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-
-// Each test crate uses its own part of the shared vector code.
-#[allow(dead_code)]
-#[path = "wycheproof/vectors.rs"]
-mod vectors;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -58,8 +46,9 @@ use wasm_jwt_authn::alg::{self, Algorithm};
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
 
-use envoy::{Envoy, Options};
-use vectors::*;
+use crate::envoy;
+use crate::envoy::{Envoy, Options};
+use crate::wycheproof_vectors::*;
 
 const REPOSITORY: &str = env!("CARGO_MANIFEST_DIR");
 /// The algorithms the host verifies (`host_crypto::hash_function`).
@@ -76,13 +65,14 @@ fn wycheproof_verdicts_are_identical_on_the_host_and_portable_backends_in_envoy(
     let started = Instant::now();
     let probe = build_probe();
     let built = started.elapsed();
-    // The shared Envoy harness loads the module named here; this test binary has no other test.
-    std::env::set_var("WASM_JWT_AUTHN_WASM", &probe);
     let envoy = Envoy::start(
         "wycheproof-probe",
         "{}",
         envoy::free_port(),
-        &Options::default(),
+        &Options {
+            code: Some(json!({"local": {"filename": probe}})),
+            ..Options::default()
+        },
     );
     let ready = started.elapsed();
     let mut runner = Runner {
@@ -173,6 +163,7 @@ fn build_probe() -> PathBuf {
     let output = Command::new(cargo)
         .args([
             "build",
+            "--locked",
             "--release",
             "--target",
             "wasm32-wasip1",
@@ -339,7 +330,7 @@ struct Runner {
 impl Runner {
     /// The probe's `key` and `check` for the same input, computed natively. (Not the portable
     /// verdict: this crate is unoptimised in test builds and its RSA would take most of the
-    /// test's time; `tests/wycheproof.rs` holds the native verdicts to Wycheproof's.)
+    /// test's time; `tests/core/wycheproof.rs` holds the native verdicts to Wycheproof's.)
     fn native_key_and_check(
         &mut self,
         algorithm: Algorithm,
@@ -462,7 +453,7 @@ impl Runner {
             let (keys, skipped) = KeySet::from_value(&json!({ "keys": entries }))
                 .unwrap_or_else(|error| panic!("{file}: group {:?}: {error}", group.comment));
             let refused = skipped.first().map(|skip| &skip.reason);
-            // As in tests/wycheproof.rs: HMAC groups (no public key) and ES512 groups are not
+            // As in tests/core/wycheproof.rs: HMAC groups (no public key) and ES512 groups are not
             // applicable; their tokens must still be refused.
             let not_applicable = group.public.is_none()
                 || (keys.is_empty()
@@ -548,7 +539,7 @@ impl Runner {
         answer.verdict()
     }
 
-    /// A compact JWS: `tests/wycheproof.rs`'s `jws_verdict`, each candidate key's signature
+    /// A compact JWS: `tests/core/wycheproof.rs`'s `jws_verdict`, each candidate key's signature
     /// check sent through Envoy.
     fn jws(
         &mut self,
@@ -569,7 +560,7 @@ impl Runner {
                 &token.signature,
             ),
             // The JWS files' payloads are not JSON objects: judged with that JWT rule waived, as
-            // in tests/wycheproof.rs (the header alone must parse, the signature covers the
+            // in tests/core/wycheproof.rs (the header alone must parse, the signature covers the
             // original `header.payload`).
             Err(MalformedToken::NotJsonObject) => {
                 let mut segments = jws.split('.');
@@ -673,7 +664,7 @@ impl KeyWithJwk {
 // ---------------------------------------------------------------------------------------------
 // Verdicts, tallies and the rule.
 
-/// What the filter's layer concluded about one vector (as in `tests/wycheproof.rs`).
+/// What the filter's layer concluded about one vector (as in `tests/core/wycheproof.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     Accepted,
@@ -839,7 +830,7 @@ impl Tally {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Vectors as cases (files, schema and exceptions: tests/wycheproof/vectors.rs).
+// Vectors as cases (files, schema and exceptions: tests/support/wycheproof_vectors.rs).
 
 impl SignatureVector {
     fn case(&self) -> Case<'_> {

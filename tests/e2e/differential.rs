@@ -30,21 +30,8 @@
     clippy::arithmetic_side_effects
 )]
 
-#[path = "differential/corpus.rs"]
 mod corpus;
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-#[path = "differential/report.rs"]
 mod report;
-#[path = "support/mod.rs"]
-mod support;
-#[allow(dead_code)]
-#[path = "e2e/upstream.rs"]
-mod upstream;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -55,10 +42,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::envoy::{AuthFilter, Envoy, Options};
+use crate::http;
+use crate::upstream::EchoUpstream;
 use corpus::{Case, AUDIENCE, HTTPS_AUDIENCE, ISSUER};
-use envoy::{AuthFilter, Envoy, Options};
 use report::{Comparison, Outcome, Verdict};
-use upstream::EchoUpstream;
 
 /// Cases we allow and native `jwt_authn` denies, by `class/variant` (any algorithm), with why
 /// that is right. Any other such case fails the test: it is a bug until explained here.

@@ -21,9 +21,6 @@
     clippy::arithmetic_side_effects
 )]
 
-#[path = "support/mod.rs"]
-mod support;
-
 use serde_json::{json, Value};
 use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::config::{Config, KeySource, ProviderIndex};
@@ -35,7 +32,7 @@ use wasm_jwt_authn::token::{self, Request};
 use wasm_jwt_authn::token_cache::TokenCache;
 use wasm_jwt_authn::verify::{self, UnixSeconds};
 
-use support::{jwks, sign_raw, token, TestKey};
+use crate::support::{jwks, sign_raw, token, TestKey};
 
 const NOW: i64 = 1_800_000_000;
 const ISSUER: &str = "https://idp.example.com";

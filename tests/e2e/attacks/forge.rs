@@ -15,7 +15,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::keys::{self, Secret, Signing};
+use super::keys::{self, Secret, Signing};
 use crate::support::{b64url, TestKey};
 
 pub const MAIN_ISSUER: &str = "https://idp.attacks.test";

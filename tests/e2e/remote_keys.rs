@@ -29,18 +29,6 @@
     clippy::arithmetic_side_effects
 )]
 
-#[allow(dead_code)]
-#[path = "e2e/envoy.rs"]
-mod envoy;
-#[allow(dead_code)]
-#[path = "e2e/http.rs"]
-mod http;
-#[path = "e2e/idp.rs"]
-mod idp;
-#[allow(dead_code)]
-#[path = "e2e/upstream.rs"]
-mod upstream;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -53,10 +41,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use envoy::{Envoy, Options};
-use http::Response;
-use idp::{Idp, IdpOptions};
-use upstream::EchoUpstream;
+use crate::envoy::{Envoy, Options};
+use crate::http::Response;
+use crate::idp::{Idp, IdpOptions};
+use crate::upstream::EchoUpstream;
+use crate::{envoy, http, idp};
 
 /// The filter's name for the provider, and the Envoy cluster its keys are fetched through.
 const PROVIDER: &str = "idp";
