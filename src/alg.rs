@@ -5,86 +5,13 @@
 //! configuration, header or key can make the filter accept an unsigned or symmetrically signed
 //! token.
 
-use std::fmt;
-
 use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::Algorithm as _;
 
+use crate::algorithm::Algorithm;
 use crate::host_crypto;
 use crate::jwks::{Key, PublicKey, RsaKey};
 use crate::rsa_math::RsaHash;
-
-/// An asymmetric JWS algorithm this filter can verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    Es384,
-    EdDsa,
-}
-
-impl Algorithm {
-    /// Every algorithm, in the order of the default allow-list.
-    pub const ALL: [Algorithm; 9] = [
-        Algorithm::Rs256,
-        Algorithm::Rs384,
-        Algorithm::Rs512,
-        Algorithm::Ps256,
-        Algorithm::Ps384,
-        Algorithm::Ps512,
-        Algorithm::Es256,
-        Algorithm::Es384,
-        Algorithm::EdDsa,
-    ];
-
-    /// Parses a JWA name exactly (case-sensitive, as RFC 7515 §4.1.1 requires).
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Rs256 => "RS256",
-            Algorithm::Rs384 => "RS384",
-            Algorithm::Rs512 => "RS512",
-            Algorithm::Ps256 => "PS256",
-            Algorithm::Ps384 => "PS384",
-            Algorithm::Ps512 => "PS512",
-            Algorithm::Es256 => "ES256",
-            Algorithm::Es384 => "ES384",
-            Algorithm::EdDsa => "EdDSA",
-        }
-    }
-
-    /// Whether a key of this kind can verify this algorithm (`kty`/`crv` compatibility).
-    pub fn fits(self, key: &PublicKey) -> bool {
-        matches!(
-            (self, key),
-            (
-                Algorithm::Rs256
-                    | Algorithm::Rs384
-                    | Algorithm::Rs512
-                    | Algorithm::Ps256
-                    | Algorithm::Ps384
-                    | Algorithm::Ps512,
-                PublicKey::Rsa(_)
-            ) | (Algorithm::Es256, PublicKey::P256(_))
-                | (Algorithm::Es384, PublicKey::P384(_))
-                | (Algorithm::EdDsa, PublicKey::Ed25519(_))
-        )
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.name())
-    }
-}
 
 /// Why a signature did not verify. Callers only need "it did not verify"; the variants exist
 /// so tests can tell a wrong-length signature from a wrong signature.

@@ -15,12 +15,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::alg::Algorithm;
+use crate::algorithm::Algorithm;
+use crate::base::http::HttpUri;
+use crate::base::ids::ProviderIndex;
 use crate::introspection::{self, IntrospectionSettings};
 use crate::jwks::{KeySet, SkippedKey};
 use crate::policy::{self, RawRequirements, Requirements};
-use crate::remote::{HttpUri, Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
-use crate::request_context::{self, ClientAddress, ListIndex, RawClientAddress};
+use crate::remote::{Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
+use crate::request_context::{self, ClientAddress, RawClientAddress};
 use crate::token::TokenSource;
 use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
 
@@ -275,7 +277,7 @@ pub struct Config {
     pub client_address: ClientAddress,
     /// Some rule judges the client address the proxy determined: the adapter asks for it.
     pub reads_source_address: bool,
-    /// The name decisions give when no rule matched ([`crate::decision::DEFAULT_RULE`]),
+    /// The name decisions give when no rule matched ([`DEFAULT_RULE`]),
     /// made once rather than per request.
     pub default_rule: Arc<str>,
     /// Device tokens, when rules may require them.
@@ -296,13 +298,6 @@ pub struct AddressList {
     pub remote: RemoteSettings,
 }
 
-/// Something fetched at run time, as a decision names it when it waits for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteSource {
-    Keys(ProviderIndex),
-    AddressList(ListIndex),
-}
-
 /// Where device tokens come from and how they are tied to the user's token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevicePosture {
@@ -318,9 +313,6 @@ pub struct DeviceBinding {
     pub device_claim: Vec<String>,
     pub user_claim: Vec<String>,
 }
-
-/// Position of a provider in [`Config::providers`].
-pub type ProviderIndex = usize;
 
 /// One identity provider: who issues tokens, for whom, signed with which keys.
 #[derive(Debug, Clone)]
@@ -349,6 +341,9 @@ pub struct Provider {
     pub tenants: Option<Vec<String>>,
 }
 
+/// The name decisions give when no rule matched (a valid token from any provider was needed).
+pub const DEFAULT_RULE: &str = "default";
+
 /// The placeholder of a multi-tenant issuer template.
 pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
 
@@ -373,6 +368,33 @@ impl Provider {
     /// A provider of opaque tokens: no keys, introspection only.
     pub fn is_opaque(&self) -> bool {
         matches!(self.keys, KeySource::None)
+    }
+}
+
+impl crate::verify::Expectations for Provider {
+    fn issues(&self, issuer: &str) -> bool {
+        Provider::issues(self, issuer)
+    }
+    fn tenant_of(&self, issuer: &str) -> Option<&str> {
+        Provider::tenant_of(self, issuer)
+    }
+    fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+    fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+    fn accepts_token_type(&self, token_type: Option<&str>) -> bool {
+        self.token_types.accepts(token_type)
+    }
+    fn clock_skew_seconds(&self) -> u64 {
+        self.clock_skew_seconds
+    }
+    fn required_claims(&self) -> &[String] {
+        &self.required_claims
+    }
+    fn max_lifetime_seconds(&self) -> Option<u64> {
+        self.max_lifetime_seconds
     }
 }
 
@@ -849,7 +871,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             policy_reads_claims,
             client_address,
             reads_source_address,
-            default_rule: Arc::from(crate::decision::DEFAULT_RULE),
+            default_rule: Arc::from(DEFAULT_RULE),
             device,
             reads_all_headers: has_rego,
             address_lists,
@@ -1695,7 +1717,8 @@ mod tests {
 
     use super::*;
 
-    use crate::remote::{HttpUri, Location};
+    use crate::base::http::HttpUri;
+    use crate::remote::Location;
     use crate::support::{jwks, TestKey};
 
     fn minimal() -> Value {

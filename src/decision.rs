@@ -10,19 +10,21 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::alg::SignatureVerifier;
-use crate::config::{
-    Config, KeySource, PathMatch, Provider, ProviderIndex, RemoteSource, Rule, RuleAction,
-};
+use crate::base::ids::ListIndex;
+use crate::base::ids::ProviderIndex;
+use crate::base::ids::RemoteSource;
+use crate::base::time::UnixSeconds;
+use crate::config::{Config, KeySource, PathMatch, Provider, Rule, RuleAction};
 use crate::introspection::{Introspected, IntrospectionCache};
 use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::rego::{self, RegoDecision, TokenInput};
 use crate::remote::{AddressesNow, InForce, KeysNow};
-use crate::request_context::{AddressLists, AddressSet, ListIndex, ListMissing};
+use crate::request_context::{AddressLists, AddressSet, ListMissing};
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
 use crate::upstream::{self, UpstreamEdits};
-use crate::verify::{self, Rejection, UnixSeconds};
+use crate::verify::{self, Rejection};
 
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,9 +227,6 @@ pub enum DeviceProblem {
     /// the first failed condition.
     Posture(Vec<String>),
 }
-
-/// The name decisions give when no rule matched (a valid token from any provider was needed).
-pub const DEFAULT_RULE: &str = "default";
 
 /// The stable, machine-readable name of a denial: response bodies, stats and filter state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -832,7 +831,10 @@ fn decide(
         for deny in deny_rules().filter(|rule| rule.requirements.reads_claims()) {
             let holds = context(&deny.name, &deny.requirements)?.is_ok()
                 && claims.is_some_and(|claims| {
-                    let identity = Identity::of(provider, claims);
+                    let identity = Identity {
+                        claims,
+                        role_claims: &provider.role_claims,
+                    };
                     policy::check(&deny.requirements, identity, now).is_ok()
                 });
             if holds {
@@ -1166,9 +1168,9 @@ fn device_posture(
     let verified = verify::verify(untrusted, provider, keys, now, services.signatures)
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     if let Some(binding) = &device.binding {
-        let device_value = policy::claim_at(&verified.claims, &binding.device_claim);
-        let user_value =
-            user_claims.and_then(|claims| policy::claim_at(claims, &binding.user_claim));
+        let device_value = crate::base::claims::claim_at(&verified.claims, &binding.device_claim);
+        let user_value = user_claims
+            .and_then(|claims| crate::base::claims::claim_at(claims, &binding.user_claim));
         let bound = matches!((device_value, user_value), (Some(device), Some(user)) if !device.is_null() && device == user);
         if !bound {
             return Err(refuse(DeviceProblem::NotBound).into());
@@ -1210,7 +1212,10 @@ fn meets(
     let Some(claims) = claims else {
         return Err(Unmet::Claim(Vec::new()));
     };
-    let identity = Identity::of(provider, claims);
+    let identity = Identity {
+        claims,
+        role_claims: &provider.role_claims,
+    };
     policy::check(requirements, identity, now)
 }
 

@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::alg::Portable;
-use crate::config::Config;
+use crate::base::time::UnixSeconds;
+use crate::config::{Config, DEFAULT_RULE};
 use crate::introspection::IntrospectionCache;
 use crate::remote::KeysNow;
 use crate::token_cache::TokenCache;
-use crate::verify::UnixSeconds;
 
 use crate::support::{b64url, jwks, sign_raw, token, TestKey};
 

@@ -16,7 +16,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::alg::Algorithm;
+use crate::algorithm::Algorithm;
 use crate::der;
 
 /// The name of Envoy's foreign function.

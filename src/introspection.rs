@@ -26,10 +26,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::config::ProviderIndex;
+use crate::base::http::HttpUri;
+use crate::base::ids::ProviderIndex;
+use crate::base::time::UnixSeconds;
 use crate::fifo_map::FifoMap;
-use crate::remote::HttpUri;
-use crate::verify::UnixSeconds;
 
 /// Defaults to 60 seconds: how long an active answer is trusted (never past the token's `exp`).
 pub const DEFAULT_CACHE_SECONDS: u64 = 60;

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::alg::Algorithm;
+use crate::algorithm::Algorithm;
 use crate::der;
 use crate::rsa_math::RsaVerifier;
 use crate::x509;
@@ -30,6 +30,26 @@ pub enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
+}
+
+impl PublicKey {
+    /// Whether this key can verify `algorithm` (`kty`/`crv` compatibility).
+    pub fn fits(&self, algorithm: Algorithm) -> bool {
+        matches!(
+            (algorithm, self),
+            (
+                Algorithm::Rs256
+                    | Algorithm::Rs384
+                    | Algorithm::Rs512
+                    | Algorithm::Ps256
+                    | Algorithm::Ps384
+                    | Algorithm::Ps512,
+                PublicKey::Rsa(_)
+            ) | (Algorithm::Es256, PublicKey::P256(_))
+                | (Algorithm::Es384, PublicKey::P384(_))
+                | (Algorithm::EdDsa, PublicKey::Ed25519(_))
+        )
+    }
 }
 
 /// An RSA public key prepared for verification.
@@ -63,7 +83,7 @@ pub type KeyFingerprint = [u8; 32];
 impl Key {
     /// Whether this key may verify a token signed with `algorithm`.
     pub fn accepts(&self, algorithm: Algorithm) -> bool {
-        algorithm.fits(&self.public_key) && self.algorithm.is_none_or(|own| own == algorithm)
+        self.public_key.fits(algorithm) && self.algorithm.is_none_or(|own| own == algorithm)
     }
 }
 
@@ -264,7 +284,7 @@ pub fn parse_key(entry: &Value) -> Result<Key, KeyProblem> {
     let algorithm = match jwk.get("alg") {
         None => None,
         Some(Value::String(name)) => match Algorithm::from_name(name) {
-            Some(algorithm) if algorithm.fits(&public_key) => Some(algorithm),
+            Some(algorithm) if public_key.fits(algorithm) => Some(algorithm),
             _ => return Err(KeyProblem::UnusableAlgorithm(name.clone())),
         },
         Some(other) => return Err(KeyProblem::UnusableAlgorithm(other.to_string())),

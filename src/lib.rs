@@ -41,6 +41,8 @@
 //! - **Time is a parameter.** The core never reads a clock; the adapter passes `now`.
 
 pub mod alg;
+pub mod algorithm;
+pub mod base;
 pub mod config;
 pub mod decision;
 mod der;

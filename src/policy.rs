@@ -30,12 +30,13 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::base::claims::{claim_at, scopes_of};
+use crate::base::time::UnixSeconds;
 use crate::rego::{self, RawRego, RegoPolicy};
 use crate::request_context::{
     self, AddressCondition, AddressLists, ListMissing, RawAddressCondition, RawTimeWindow,
     TimeWindow,
 };
-use crate::verify::UnixSeconds;
 use std::net::IpAddr;
 
 /// Whether one or every item of a list must hold.
@@ -114,16 +115,6 @@ pub struct Identity<'a> {
     pub claims: &'a Map<String, Value>,
     /// Where the token's provider puts roles.
     pub role_claims: &'a [Vec<String>],
-}
-
-impl<'a> Identity<'a> {
-    /// The holder of a token of `provider` with these verified `claims`.
-    pub fn of(provider: &'a crate::config::Provider, claims: &'a Map<String, Value>) -> Self {
-        Identity {
-            claims,
-            role_claims: &provider.role_claims,
-        }
-    }
 }
 
 /// One test of the value at a claim path.
@@ -315,31 +306,6 @@ pub fn unmet_condition<'c>(
     } else {
         first_failed
     }
-}
-
-/// Every scope the token grants, from `scope`, `scp` and `scopes`, strings split at spaces.
-pub fn scopes_of(claims: &Map<String, Value>) -> Vec<&str> {
-    let mut scopes = Vec::new();
-    for name in ["scope", "scp", "scopes"] {
-        match claims.get(name) {
-            Some(Value::String(list)) => scopes.extend(list.split(' ').filter(|s| !s.is_empty())),
-            Some(Value::Array(items)) => {
-                scopes.extend(items.iter().filter_map(Value::as_str));
-            }
-            _ => {}
-        }
-    }
-    scopes
-}
-
-/// The value at `path` in `claims`, through nested objects.
-pub fn claim_at<'c>(claims: &'c Map<String, Value>, path: &[String]) -> Option<&'c Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = claims.get(first)?;
-    for segment in rest {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
 }
 
 impl ClaimCondition {

@@ -25,8 +25,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::base::time::UnixSeconds;
 use crate::token::Request;
-use crate::verify::UnixSeconds;
 
 /// The query a rule evaluates unless it names another: opa-envoy-plugin's default decision.
 pub const DEFAULT_QUERY: &str = "data.envoy.authz.allow";
@@ -190,7 +190,7 @@ pub fn input(
         json!({
             "issuer": token.issuer,
             "claims": token.claims,
-            "scopes": crate::policy::scopes_of(token.claims),
+            "scopes": crate::base::claims::scopes_of(token.claims),
         })
     });
     json!({

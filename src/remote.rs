@@ -23,9 +23,10 @@
 
 use serde_json::Value;
 
+use crate::base::http::HttpUri;
+use crate::base::time::UnixSeconds;
 use crate::jwks::{JwksError, KeySet, SkippedKey};
 use crate::request_context::{AddressSet, ListError};
-use crate::verify::UnixSeconds;
 
 /// Shortest refresh interval a `Cache-Control: max-age` may ask for.
 pub const MIN_REFRESH_SECONDS: u64 = 30;
@@ -40,51 +41,6 @@ pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 const FIRST_RETRY_SECONDS: i64 = 1;
 /// Longest retry delay.
 const MAX_RETRY_SECONDS: i64 = 300;
-
-/// An `http(s)://authority/path` URI, split the way a proxy dispatches it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpUri {
-    pub secure: bool,
-    /// `host[:port]`, sent as `:authority`.
-    pub authority: String,
-    /// Path and query, sent as `:path`.
-    pub path: String,
-}
-
-impl HttpUri {
-    /// Parses an absolute `http` or `https` URI without user info or fragment.
-    pub fn parse(uri: &str) -> Option<HttpUri> {
-        let (secure, rest) = if let Some(rest) = uri.strip_prefix("https://") {
-            (true, rest)
-        } else {
-            (false, uri.strip_prefix("http://")?)
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(position) => (rest.get(..position)?, rest.get(position..)?),
-            None => (rest, "/"),
-        };
-        let valid_authority = !authority.is_empty()
-            && authority
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._:[]".contains(c));
-        let valid_path = path.starts_with('/')
-            && !path.contains('#')
-            && path.chars().all(|c| c.is_ascii_graphic());
-        (valid_authority && valid_path).then(|| HttpUri {
-            secure,
-            authority: authority.to_owned(),
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn scheme(&self) -> &'static str {
-        if self.secure {
-            "https"
-        } else {
-            "http"
-        }
-    }
-}
 
 /// Where a document comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +75,7 @@ pub enum Reading {
     /// algorithms (a set must hold a key for one of them to be usable).
     Keys {
         issuer: String,
-        algorithms: Vec<crate::alg::Algorithm>,
+        algorithms: Vec<crate::algorithm::Algorithm>,
     },
     /// An address list ([`AddressSet::parse_list`]).
     AddressList,
@@ -307,7 +263,7 @@ impl Fetcher {
     pub fn for_keys(
         settings: RemoteSettings,
         issuer: &str,
-        algorithms: &[crate::alg::Algorithm],
+        algorithms: &[crate::algorithm::Algorithm],
         now: UnixSeconds,
         jitter_permille: u64,
     ) -> Fetcher {
@@ -853,7 +809,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::alg::Algorithm;
+    use crate::algorithm::Algorithm;
     use crate::support::{jwks, TestKey};
 
     const T0: i64 = 1_800_000_000;

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::base::ids::ListIndex;
+use crate::base::time::UnixSeconds;
 use crate::token::Request;
-use crate::verify::UnixSeconds;
 
 /// An address block, `192.0.2.0/24` or `2001:db8::/32`; a bare address is its own block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +70,6 @@ fn mask(prefix: u32) -> u128 {
         .checked_shl(128_u32.saturating_sub(prefix))
         .unwrap_or(0)
 }
-
-/// Position of an address list in [`crate::config::Config::address_lists`].
-pub type ListIndex = usize;
 
 /// Most entries an address list may have.
 pub const MAX_LIST_ENTRIES: usize = 250_000;

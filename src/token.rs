@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::alg::Algorithm;
+use crate::algorithm::Algorithm;
 use crate::json::{self, StrictJsonError};
 
 /// Where a token may be carried in a request.

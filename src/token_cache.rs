@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use crate::config::ProviderIndex;
+use crate::base::ids::ProviderIndex;
 use crate::fifo_map::FifoMap;
 use crate::jwks::KeyFingerprint;
 use crate::verify::Lifetime;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::base::claims::claim_at;
 use crate::config::{Config, Provider};
 use crate::token::{cookie_token, query_token, FoundToken, Request, TokenSource};
 use crate::verify::VerifiedToken;
@@ -98,19 +99,6 @@ fn path_without_parameter(request: &Request<'_>, parameter: &str) -> String {
     } else {
         format!("{path}?{}", kept.join("&"))
     }
-}
-
-/// The claim at `path`: each segment is a member name of the object before it.
-pub fn claim_at<'claims>(
-    claims: &'claims serde_json::Map<String, Value>,
-    path: &[String],
-) -> Option<&'claims Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = claims.get(first)?;
-    for segment in rest {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
 }
 
 /// Renders a claim as a header value: strings as they are, numbers and booleans as JSON text,

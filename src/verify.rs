@@ -11,16 +11,30 @@
 
 use serde_json::{Map, Value};
 
-use crate::alg::{self, Algorithm, SignatureVerifier};
-use crate::config::Provider;
+use crate::alg::{self, SignatureVerifier};
+use crate::algorithm::Algorithm;
+use crate::base::time::UnixSeconds;
 use crate::jwks::{KeyFingerprint, KeySet};
 use crate::token::UntrustedToken;
 
 /// The last second of year 9999: later dates are not dates but attempts to overflow.
 pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
 
-/// Seconds since the Unix epoch, as the adapter reads them from the host clock.
-pub type UnixSeconds = i64;
+/// What a provider expects of its tokens: the settings every check here reads. The
+/// configuration's provider implements it, so this layer never depends on the configuration.
+pub trait Expectations {
+    /// Whether `issuer` (a token's `iss`) is this provider's.
+    fn issues(&self, issuer: &str) -> bool;
+    /// With an issuer template: the allowed tenant `issuer` names, if it names one.
+    fn tenant_of(&self, issuer: &str) -> Option<&str>;
+    fn audiences(&self) -> &[String];
+    fn algorithms(&self) -> &[Algorithm];
+    /// Whether a token whose header has `typ` (or none) is accepted.
+    fn accepts_token_type(&self, token_type: Option<&str>) -> bool;
+    fn clock_skew_seconds(&self) -> u64;
+    fn required_claims(&self) -> &[String];
+    fn max_lifetime_seconds(&self) -> Option<u64>;
+}
 
 /// Why a well-formed token from a known issuer is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +99,10 @@ impl Lifetime {
     }
 
     /// Whether the token is valid at `now` for `provider` (clock skew applied).
-    pub fn check(&self, provider: &Provider, now: UnixSeconds) -> Result<(), Rejection> {
+    pub fn check(&self, provider: &dyn Expectations, now: UnixSeconds) -> Result<(), Rejection> {
         // `skew` is at most a day (config validation) and dates at most MAX_NUMERIC_DATE, so
         // these sums cannot overflow; saturating arithmetic keeps them safe if either changes.
-        let skew = i64::try_from(provider.clock_skew_seconds).unwrap_or(i64::MAX);
+        let skew = i64::try_from(provider.clock_skew_seconds()).unwrap_or(i64::MAX);
         let now_plus_skew = now.saturating_add(skew);
         if let Some(expires_at) = self.expires_at {
             if now >= expires_at.saturating_add(skew) {
@@ -112,16 +126,16 @@ impl Lifetime {
 /// Verifies `token` for `provider` at time `now`, with `signatures` doing the math.
 pub fn verify<'a>(
     token: UntrustedToken<'a>,
-    provider: &Provider,
+    provider: &dyn Expectations,
     keys: &KeySet,
     now: UnixSeconds,
     signatures: &dyn SignatureVerifier,
 ) -> Result<VerifiedToken<'a>, Rejection> {
     let header = &token.header;
-    if !provider.token_types.accepts(header.token_type.as_deref()) {
+    if !provider.accepts_token_type(header.token_type.as_deref()) {
         return Err(Rejection::TokenTypeNotAllowed);
     }
-    if !provider.algorithms.contains(&header.algorithm) {
+    if !provider.algorithms().contains(&header.algorithm) {
         return Err(Rejection::AlgorithmNotAllowed);
     }
     let lifetime = check_claims(&token.claims, provider, now)?;
@@ -146,7 +160,7 @@ pub fn verify<'a>(
 /// provider said the token is active; this says it is an access token for us.
 pub fn check_introspected(
     members: &Map<String, Value>,
-    provider: &Provider,
+    provider: &dyn Expectations,
     now: UnixSeconds,
 ) -> Result<(), Rejection> {
     // `token_type_hint` is only a hint: a provider may well call a refresh token active. When
@@ -164,11 +178,11 @@ pub fn check_introspected(
 
 fn check_claims(
     claims: &Map<String, Value>,
-    provider: &Provider,
+    provider: &dyn Expectations,
     now: UnixSeconds,
 ) -> Result<Lifetime, Rejection> {
     if let Some(missing) = provider
-        .required_claims
+        .required_claims()
         .iter()
         .find(|claim| !claims.contains_key(claim.as_str()))
     {
@@ -198,7 +212,7 @@ fn check_claims(
 
     let lifetime = Lifetime::of(claims)?;
     lifetime.check(provider, now)?;
-    if let Some(max_lifetime) = provider.max_lifetime_seconds {
+    if let Some(max_lifetime) = provider.max_lifetime_seconds() {
         let max_lifetime = i64::try_from(max_lifetime).unwrap_or(i64::MAX);
         // A lifetime bound needs both ends; a token without them cannot prove it is short-lived.
         let (Some(expires_at), Some(issued_at)) = (lifetime.expires_at, lifetime.issued_at) else {
@@ -248,8 +262,11 @@ fn whole_seconds(fraction: f64) -> Option<i64> {
     in_range.then(|| fraction.floor() as i64)
 }
 
-fn check_audience(claims: &Map<String, Value>, provider: &Provider) -> Result<(), Rejection> {
-    let accepted = |audience: &str| provider.audiences.iter().any(|own| own == audience);
+fn check_audience(
+    claims: &Map<String, Value>,
+    provider: &dyn Expectations,
+) -> Result<(), Rejection> {
+    let accepted = |audience: &str| provider.audiences().iter().any(|own| own == audience);
     match claims.get("aud") {
         None => Err(Rejection::MissingClaim("aud".to_owned())),
         Some(Value::String(audience)) => {

@@ -2,7 +2,7 @@
 //! the adapter keeps per worker. Bounded, because during an identity-provider outage every request would otherwise
 //! park and hold its headers; past the capacity a request is decided at once (`503`).
 
-use crate::verify::UnixSeconds;
+use crate::base::time::UnixSeconds;
 
 /// At most this many requests wait per worker by default.
 pub const DEFAULT_CAPACITY: usize = 10_000;

@@ -5,10 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::alg::Algorithm;
-use wasm_jwt_authn::remote::{
-    Document, HttpUri, KeyFetcher, KeyLocation, KeysNow, Poll, Progress, RemoteKeys, SharedKeys,
-};
+use wasm_jwt_authn::algorithm::Algorithm;
+use wasm_jwt_authn::remote::{Document, KeyFetcher, KeyLocation, KeysNow, Poll, Progress, RemoteKeys, SharedKeys};
+use wasm_jwt_authn::base::http::HttpUri;
 use wasm_jwt_authn_fuzz::{ISSUER, NOW};
 
 fn settings(location: KeyLocation, lenient: bool) -> RemoteKeys {

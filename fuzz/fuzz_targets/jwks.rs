@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::Algorithm;
+use wasm_jwt_authn::algorithm::Algorithm;
 use wasm_jwt_authn::config::Config;
 use wasm_jwt_authn::decision::{Decision, NoRemoteKeys};
 use wasm_jwt_authn::jwks::KeySet;

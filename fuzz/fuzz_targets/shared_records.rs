@@ -4,11 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::alg::Algorithm;
-use wasm_jwt_authn::remote::{
-    refresh_interval, HttpUri, KeyFetcher, KeyLocation, Lease, RemoteKeys, SharedKeys,
-    MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS,
-};
+use wasm_jwt_authn::algorithm::Algorithm;
+use wasm_jwt_authn::remote::{refresh_interval, KeyFetcher, KeyLocation, Lease, RemoteKeys, SharedKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
+use wasm_jwt_authn::base::http::HttpUri;
 use wasm_jwt_authn_fuzz::{ISSUER, NOW};
 
 const CONFIGURED_REFRESH: u64 = 600;

@@ -15,10 +15,10 @@ use super::abi::{self, BufferType, LogLevel, MapType};
 use super::keys::{self, OwnedRequest};
 use super::{log, Shared};
 
-use crate::config::ProviderIndex;
+use crate::base::ids::ProviderIndex;
+use crate::base::time::UnixSeconds;
 use crate::decision::{Attempt, IntrospectionNeeded};
 use crate::introspection::{self, Introspected, IntrospectionCache, IntrospectionError};
-use crate::verify::UnixSeconds;
 
 /// Calls in flight per worker.
 pub(crate) const MAX_CALLS: usize = 1_000;

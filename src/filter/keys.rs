@@ -18,15 +18,17 @@ use std::time::Duration;
 use super::abi::{self, BufferType, LogLevel, MapType};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::{AddressList, Config, KeySource, Provider, ProviderIndex, RemoteSource};
+use crate::base::ids::ListIndex;
+use crate::base::ids::ProviderIndex;
+use crate::base::ids::RemoteSource;
+use crate::base::time::UnixSeconds;
+use crate::config::{AddressList, Config, KeySource, Provider};
 use crate::decision::{Attempt, Decision, RemoteDocuments, Wait, WaitCause};
 use crate::remote::{
     AddressesNow, Document, FetchError, Fetcher, InForce, KeysNow, Lease, Poll, Progress,
     RemoteSettings, SharedRecord,
 };
-use crate::request_context::ListIndex;
 use crate::token::Request;
-use crate::verify::UnixSeconds;
 use crate::waiting::{self, WaitList, Waiter};
 
 use super::apply::{self, Applied};

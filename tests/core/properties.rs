@@ -23,14 +23,16 @@
 
 use serde_json::{json, Value};
 use wasm_jwt_authn::alg::Portable;
-use wasm_jwt_authn::config::{Config, KeySource, ProviderIndex};
+use wasm_jwt_authn::base::ids::ProviderIndex;
+use wasm_jwt_authn::base::time::UnixSeconds;
+use wasm_jwt_authn::config::{Config, KeySource};
 use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteDocuments, Services};
 use wasm_jwt_authn::introspection::IntrospectionCache;
 use wasm_jwt_authn::jwks::KeySet;
 use wasm_jwt_authn::remote::{AddressesNow, KeysNow};
 use wasm_jwt_authn::token::{self, Request};
 use wasm_jwt_authn::token_cache::TokenCache;
-use wasm_jwt_authn::verify::{self, UnixSeconds};
+use wasm_jwt_authn::verify;
 
 use crate::support::{jwks, sign_raw, token, TestKey};
 

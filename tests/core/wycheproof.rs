@@ -39,7 +39,8 @@ use crate::wycheproof_vectors::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, Algorithm, Portable, SignatureError};
+use wasm_jwt_authn::alg::{self, Portable, SignatureError};
+use wasm_jwt_authn::algorithm::Algorithm;
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
 

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, Algorithm};
+use wasm_jwt_authn::alg;
+use wasm_jwt_authn::algorithm::Algorithm;
 use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
 use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
 

@@ -27,7 +27,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, Algorithm, CheckedSignature, Portable, SignatureVerifier as _};
+use wasm_jwt_authn::alg::{self, CheckedSignature, Portable, SignatureVerifier as _};
+use wasm_jwt_authn::algorithm::Algorithm;
 use wasm_jwt_authn::{host_crypto, jwks};
 
 proxy_wasm::main! {{
