@@ -255,39 +255,117 @@ pub enum CryptoBackend {
 /// A validated configuration. Only [`Config::from_json`] makes one.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub providers: Vec<Provider>,
-    pub rules: Vec<Rule>,
-    pub max_token_bytes: usize,
-    pub realm: String,
+    providers: Vec<Provider>,
+    rules: Vec<Rule>,
+    max_token_bytes: usize,
+    realm: String,
     /// Every provider's token sources, each once: where a request's token is looked for, on
     /// every route, so that a second token cannot ride along unverified.
-    pub token_sources: Vec<TokenSource>,
+    token_sources: Vec<TokenSource>,
     /// Every header `claims_to_headers` and `payload_header` may set: removed from every
     /// request first, so a client can never supply them itself.
-    pub identity_headers: Vec<Arc<str>>,
+    identity_headers: Vec<Arc<str>>,
     /// The request headers authentication reads (lower case): `:method`, `:path`, the token
     /// sources' headers, `cookie` when a token may be in one.
-    pub read_headers: Vec<String>,
-    pub crypto: CryptoBackend,
+    read_headers: Vec<String>,
+    crypto: CryptoBackend,
     /// How many verified tokens to remember; 0 disables the cache.
-    pub token_cache_entries: usize,
+    token_cache_entries: usize,
     /// Some rule checks claims, so remembered tokens keep theirs.
-    pub policy_reads_claims: bool,
+    policy_reads_claims: bool,
     /// Which address `source_ips` conditions judge.
-    pub client_address: ClientAddress,
+    client_address: ClientAddress,
     /// Some rule judges the client address the proxy determined: the adapter asks for it.
-    pub reads_source_address: bool,
+    reads_source_address: bool,
     /// The name decisions give when no rule matched ([`DEFAULT_RULE`]),
     /// made once rather than per request.
-    pub default_rule: Arc<str>,
+    default_rule: Arc<str>,
     /// Device tokens, when rules may require them.
-    pub device: Option<DevicePosture>,
+    device: Option<DevicePosture>,
     /// A Rego policy sees every request header: the adapter copies them all.
-    pub reads_all_headers: bool,
+    reads_all_headers: bool,
     /// Address lists fetched at run time, named by `source_ips` conditions.
-    pub address_lists: Vec<AddressList>,
+    address_lists: Vec<AddressList>,
     /// The provider of opaque tokens, if any (at most one), found once at configure time.
-    pub opaque_provider: Option<ProviderIndex>,
+    opaque_provider: Option<ProviderIndex>,
+}
+
+/// What the configuration is, read-only: the derived fields are computed once by `validate`
+/// from the others, so nothing outside this module may change any of them.
+impl Config {
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Every provider's token sources, each once: where a request's token is looked for, on
+    /// every route, so that a second token cannot ride along unverified.
+    pub fn token_sources(&self) -> &[TokenSource] {
+        &self.token_sources
+    }
+
+    /// Every header `claims_to_headers` and `payload_header` may set: removed from every
+    /// request first, so a client can never supply them itself.
+    pub fn identity_headers(&self) -> &[Arc<str>] {
+        &self.identity_headers
+    }
+
+    /// The request headers authentication reads (lower case): `:method`, `:path`, the token
+    /// sources' headers, `cookie` when a token may be in one.
+    pub fn read_headers(&self) -> &[String] {
+        &self.read_headers
+    }
+
+    pub fn crypto(&self) -> CryptoBackend {
+        self.crypto
+    }
+
+    /// How many verified tokens to remember; 0 disables the cache.
+    pub fn token_cache_entries(&self) -> usize {
+        self.token_cache_entries
+    }
+
+    /// Some rule checks claims, so remembered tokens keep theirs.
+    pub fn policy_reads_claims(&self) -> bool {
+        self.policy_reads_claims
+    }
+
+    /// Which address `source_ips` conditions judge.
+    pub fn client_address(&self) -> ClientAddress {
+        self.client_address
+    }
+
+    /// Some rule judges the client address the proxy determined: the adapter asks for it.
+    pub fn reads_source_address(&self) -> bool {
+        self.reads_source_address
+    }
+
+    /// The name decisions give when no rule matched ([`DEFAULT_RULE`]),
+    /// made once rather than per request.
+    pub fn default_rule(&self) -> &Arc<str> {
+        &self.default_rule
+    }
+
+    /// Device tokens, when rules may require them.
+    pub fn device(&self) -> Option<&DevicePosture> {
+        self.device.as_ref()
+    }
+
+    /// Address lists fetched at run time, named by `source_ips` conditions.
+    pub fn address_lists(&self) -> &[AddressList] {
+        &self.address_lists
+    }
 }
 
 /// A list of addresses fetched at run time (an IP reputation feed, a partner's ranges), which

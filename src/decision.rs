@@ -19,7 +19,7 @@ use crate::introspection::{Introspected, IntrospectionCache};
 use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
 use crate::rego::{self, RegoDecision, TokenInput};
-use crate::remote::{AddressesNow, InForce, KeysNow};
+use crate::remote::{InForce, KeysNow, RemoteDocuments};
 use crate::request_context::{AddressLists, AddressSet, ListMissing};
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
@@ -72,25 +72,6 @@ pub enum Attempt {
     First,
     AfterWait,
     AfterIntrospection,
-}
-
-/// What is fetched at run time: keys of providers with remote keys, and address lists.
-pub trait RemoteDocuments {
-    fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_>;
-    fn address_list_now(&self, list: ListIndex, now: UnixSeconds) -> AddressesNow<'_>;
-}
-
-/// For configurations without remote documents (and tests): all are unavailable.
-pub struct NoRemoteDocuments;
-
-impl RemoteDocuments for NoRemoteDocuments {
-    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
-        KeysNow::Unavailable
-    }
-
-    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
-        AddressesNow::Unavailable
-    }
 }
 
 /// The address lists as they are at `now`: stale lists are used (like stale keys), lists that
@@ -770,17 +751,17 @@ fn decide(
     let edits = UpstreamEdits::removing_identity_headers(config);
     let host = request_host(request);
     let matches = |rule: &&Rule| rule_matches(rule, request.method, path, host);
-    let client = || config.client_address.of(request);
+    let client = || config.client_address().of(request);
     // Deny rules win: those that ask nothing of a token refuse before any token work.
     let deny_rules = || {
         config
-            .rules
+            .rules()
             .iter()
             .filter(|rule| matches!(rule.action, RuleAction::Deny))
             .filter(matches)
     };
     let rule = config
-        .rules
+        .rules()
         .iter()
         .filter(|rule| !matches!(rule.action, RuleAction::Deny))
         .find(matches);
@@ -817,7 +798,7 @@ fn decide(
             .into());
         }
     }
-    let rule_name = Arc::clone(rule.map_or(&config.default_rule, |rule| &rule.name));
+    let rule_name = Arc::clone(rule.map_or(config.default_rule(), |rule| &rule.name));
     let requirements = rule.map(|rule| &rule.requirements);
     if let Some(requirements) = requirements {
         context(&rule_name, requirements)?.map_err(|unmet| Denial::Forbidden {
@@ -869,7 +850,7 @@ fn decide(
 
     // Every source of every provider is searched, whatever the route accepts: a second token
     // elsewhere would reach the upstream unverified next to the one that was checked.
-    let found = match token::extract(request, &config.token_sources) {
+    let found = match token::extract(request, config.token_sources()) {
         Ok(Some(found)) => found,
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
@@ -879,7 +860,7 @@ fn decide(
     if let Some((provider_index, provider)) = config.opaque_provider() {
         if !token::has_jws_shape(found.value) {
             check_request(accepted, provider_index, provider, &found)?;
-            if found.value.len() > config.max_token_bytes {
+            if found.value.len() > config.max_token_bytes() {
                 return Err(Denial::Malformed(MalformedToken::TooLarge).into());
             }
             if !token::is_b64token(found.value) {
@@ -979,9 +960,9 @@ fn decide(
             Remembered::NotHere => {}
         }
     }
-    let untrusted = token::parse(found.value, config.max_token_bytes)?;
+    let untrusted = token::parse(found.value, config.max_token_bytes())?;
     let (provider_index, provider) = untrusted
-        .claims
+        .claims()
         .get("iss")
         .and_then(serde_json::Value::as_str)
         .and_then(|issuer| config.provider_by_issuer(issuer))
@@ -1006,13 +987,14 @@ fn decide(
     let identity_headers = upstream::identity_headers(provider, &verified);
     // The subject goes into filter state and from there into access logs.
     let subject: Option<Arc<str>> = verified
-        .subject
+        .subject()
         .filter(|subject| upstream::is_safe_text(subject))
         .map(Arc::from);
+    let (key, lifetime) = (verified.key(), verified.lifetime());
     // Kept (and remembered) only when some rule reads them.
     let claims = config
-        .policy_reads_claims
-        .then(|| Arc::new(verified.claims));
+        .policy_reads_claims()
+        .then(|| Arc::new(verified.into_claims()));
     let allowed = allow_verified(
         provider,
         request,
@@ -1029,8 +1011,8 @@ fn decide(
         found.value,
         CachedToken {
             provider: provider_index,
-            key: verified.key,
-            lifetime: verified.lifetime,
+            key,
+            lifetime,
             subject,
             identity_headers,
             claims: claims.clone(),
@@ -1082,7 +1064,7 @@ fn rego_decision(
     else {
         return Ok(Vec::new());
     };
-    let client = config.client_address.of(request);
+    let client = config.client_address().of(request);
     let input = rego::input(request, host, client, token, now);
     match policy.evaluate(&input) {
         Ok(RegoDecision::Allow { headers }) => Ok(headers
@@ -1136,7 +1118,7 @@ fn device_posture(
     now: UnixSeconds,
     attempt: Attempt,
 ) -> Result<DeviceEdits, Stop> {
-    let (Some(rule), Some(device)) = (rule, &config.device) else {
+    let (Some(rule), Some(device)) = (rule, &config.device()) else {
         return Ok(DeviceEdits::default());
     };
     let Some(requirement) = &rule.requirements.device else {
@@ -1146,7 +1128,7 @@ fn device_posture(
         rule: Arc::clone(&rule.name),
         problem,
     };
-    let Some(provider) = config.providers.get(device.provider) else {
+    let Some(provider) = config.providers().get(device.provider) else {
         return Err(refuse(DeviceProblem::Invalid).into());
     };
     let found = match token::extract(request, &provider.token_sources) {
@@ -1155,10 +1137,10 @@ fn device_posture(
             return Err(refuse(DeviceProblem::Missing).into())
         }
     };
-    let untrusted = token::parse(found.value, config.max_token_bytes)
+    let untrusted = token::parse(found.value, config.max_token_bytes())
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     let issuer = untrusted
-        .claims
+        .claims()
         .get("iss")
         .and_then(serde_json::Value::as_str);
     if issuer != Some(provider.issuer.as_str()) {
@@ -1168,7 +1150,7 @@ fn device_posture(
     let verified = verify::verify(untrusted, provider, keys, now, services.signatures)
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     if let Some(binding) = &device.binding {
-        let device_value = crate::base::claims::claim_at(&verified.claims, &binding.device_claim);
+        let device_value = crate::base::claims::claim_at(verified.claims(), &binding.device_claim);
         let user_value = user_claims
             .and_then(|claims| crate::base::claims::claim_at(claims, &binding.user_claim));
         let bound = matches!((device_value, user_value), (Some(device), Some(user)) if !device.is_null() && device == user);
@@ -1177,7 +1159,7 @@ fn device_posture(
         }
     }
     if let Some(conditions) = &requirement.claims {
-        if let Some(failed) = policy::unmet_condition(conditions, &verified.claims) {
+        if let Some(failed) = policy::unmet_condition(conditions, verified.claims()) {
             return Err(refuse(DeviceProblem::Posture(failed.path.clone())).into());
         }
     }
@@ -1384,7 +1366,7 @@ fn remembered<'c>(
     accepted: Option<&[ProviderIndex]>,
     now: UnixSeconds,
 ) -> Remembered<'c> {
-    let Some(provider) = config.providers.get(cached.provider) else {
+    let Some(provider) = config.providers().get(cached.provider) else {
         return Remembered::NotHere;
     };
     if check_request(accepted, cached.provider, provider, found).is_err() {

@@ -11,7 +11,7 @@ use crate::alg::Portable;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, DEFAULT_RULE};
 use crate::introspection::IntrospectionCache;
-use crate::remote::KeysNow;
+use crate::remote::{AddressesNow, KeysNow, NoRemoteDocuments};
 use crate::token_cache::TokenCache;
 
 use crate::support::{b64url, jwks, sign_raw, token, TestKey};
@@ -215,7 +215,7 @@ fn missing_token_is_a_bare_bearer_challenge() {
     let Decision::Deny(denial) = decision else {
         panic!("allowed without a token");
     };
-    let response = denial.response(&config.realm);
+    let response = denial.response(config.realm());
     assert_eq!(response.status, 401);
     assert_eq!(
         response.headers[0],
@@ -1176,7 +1176,7 @@ fn stale_or_weak_authentication_gets_an_rfc9470_step_up_challenge() {
     );
     let decision = decide_on(&config, "POST", "/payments", &bearer(&stale));
     assert_denied(&decision, "authentication_too_old");
-    let response = response_to(&decision, &config.realm);
+    let response = response_to(&decision, config.realm());
     assert_eq!(response.status, 401);
     assert_eq!(
         response.headers[0],
@@ -1242,7 +1242,7 @@ fn roles_are_read_where_the_provider_puts_them() {
     );
     let decision = decide_on(&config, "GET", "/ops/deploy", &bearer(&token));
     assert_denied(&decision, "insufficient_role");
-    let response = response_to(&decision, &config.realm);
+    let response = response_to(&decision, config.realm());
     assert_eq!(response.status, 403);
     assert!(response
         .headers
@@ -1255,7 +1255,7 @@ fn roles_are_read_where_the_provider_puts_them() {
 #[test]
 fn a_token_without_the_routes_scopes_gets_403_insufficient_scope_naming_them() {
     let config = policy_config();
-    assert!(config.policy_reads_claims);
+    assert!(config.policy_reads_claims());
     let reader = token(
         "RS256",
         TestKey::Rsa2048,
@@ -1263,7 +1263,7 @@ fn a_token_without_the_routes_scopes_gets_403_insufficient_scope_naming_them() {
     );
     let decision = decide_on(&config, "GET", "/admin/users", &bearer(&reader));
     assert_denied(&decision, "insufficient_scope");
-    let response = response_to(&decision, &config.realm);
+    let response = response_to(&decision, config.realm());
     assert_eq!(response.status, 403);
     assert_eq!(
         response.headers[0],
@@ -1309,7 +1309,7 @@ fn claim_conditions_decide_with_any_and_name_the_failed_claim() {
     let token = token("RS256", TestKey::Rsa2048, &neither);
     let decision = decide_on(&config, "GET", "/reports/q3", &bearer(&token));
     assert_denied(&decision, "claim_condition_failed");
-    let response = response_to(&decision, &config.realm);
+    let response = response_to(&decision, config.realm());
     assert_eq!(response.status, 403);
     assert!(
         response
@@ -1368,7 +1368,7 @@ fn require_on_an_anonymous_rule_is_a_configuration_error() {
         "require": {"claims": {"all": [{"claim": ["a"], "equals": 1, "in": [1]}]}}});
     let error = Config::from_json(document.to_string().as_bytes()).unwrap_err();
     assert_eq!(error.field, "rules[0].require.claims.all[0]");
-    assert!(!load(&base_config()).policy_reads_claims);
+    assert!(!load(&base_config()).policy_reads_claims());
 }
 
 /// Routes open only to some addresses and at some times; `client_address` as given.
@@ -1415,7 +1415,7 @@ fn decide_from(
 #[test]
 fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
     let config = context_config(json!({"from": "proxy"}));
-    assert!(config.reads_source_address);
+    assert!(config.reads_source_address());
     let inside = decide_from(&config, "/internal/metrics", &[], "10.1.2.3", NOW);
     assert_eq!(allowed(inside).verification, Verification::Anonymous);
     allowed(decide_from(
@@ -1428,7 +1428,7 @@ fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
     for outside in ["10.66.0.1", "192.0.2.1", "not an address"] {
         let decision = decide_from(&config, "/internal/metrics", &[], outside, NOW);
         assert_denied(&decision, "source_address_not_allowed");
-        let response = response_to(&decision, &config.realm);
+        let response = response_to(&decision, config.realm());
         assert_eq!(response.status, 403);
         assert!(response
             .headers
@@ -1446,9 +1446,9 @@ fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
 #[test]
 fn behind_trusted_proxies_the_client_is_read_from_x_forwarded_for() {
     let config = context_config(json!({"from": "x_forwarded_for", "trusted_hops": 1}));
-    assert!(!config.reads_source_address);
+    assert!(!config.reads_source_address());
     assert!(config
-        .read_headers
+        .read_headers()
         .iter()
         .any(|name| name == "x-forwarded-for"));
     let via_proxy = |chain: &str| vec![("x-forwarded-for".to_owned(), chain.to_owned())];
@@ -1479,7 +1479,7 @@ fn behind_trusted_proxies_the_client_is_read_from_x_forwarded_for() {
 #[test]
 fn a_time_window_closes_a_route_before_any_token_work() {
     let config = context_config(json!({"from": "proxy"}));
-    assert!(!config.policy_reads_claims);
+    assert!(!config.policy_reads_claims());
     let token = token("RS256", TestKey::Rsa2048, &claims());
     // NOW is Friday 2027-01-15 08:00 UTC: 09:00 at +01:00, the window's first minute.
     allowed(decide_from(
@@ -1600,7 +1600,7 @@ fn deny_rules_win_whatever_rule_would_allow() {
         "10.0.0.1",
     );
     assert_denied(&decision, "denied_by_rule");
-    let response = response_to(&decision, &config.realm);
+    let response = response_to(&decision, config.realm());
     assert_eq!(response.status, 403);
     let body: Value = serde_json::from_str(&response.body).unwrap();
     assert_eq!(
@@ -1613,7 +1613,10 @@ fn deny_rules_win_whatever_rule_would_allow() {
 #[test]
 fn host_patterns_pick_the_rule() {
     let config = deny_config();
-    assert!(config.read_headers.iter().any(|name| name == ":authority"));
+    assert!(config
+        .read_headers()
+        .iter()
+        .any(|name| name == ":authority"));
     let ops = token(
         "RS256",
         TestKey::Rsa2048,
@@ -1716,7 +1719,7 @@ fn device_denial(decision: &Decision) -> (Option<&'static str>, Option<Value>) {
 fn a_route_can_require_a_verified_compliant_device_bound_to_the_user() {
     let config = device_config();
     assert!(config
-        .read_headers
+        .read_headers()
         .iter()
         .any(|name| name == "x-device-token"));
     let user = token("RS256", TestKey::Rsa2048, &claims());
@@ -1897,8 +1900,8 @@ fn list_of(blocks: &[&str]) -> Option<crate::request_context::AddressSet> {
 #[test]
 fn remote_address_lists_deny_and_allow_by_the_list_in_force() {
     let config = address_list_config();
-    assert_eq!(config.address_lists.len(), 2);
-    assert_eq!(config.address_lists[1].remote.refresh_seconds, 60);
+    assert_eq!(config.address_lists().len(), 2);
+    assert_eq!(config.address_lists()[1].remote.refresh_seconds, 60);
     let lists = FixedLists(vec![
         (list_of(&["203.0.113.0/24"]), false),
         (list_of(&["198.51.100.0/24"]), false),
@@ -2091,7 +2094,7 @@ fn answered(config: &Config, provider: usize, token: &str, answer: Value) -> Int
         Value::Object(members) => crate::introspection::Introspected::Active(Arc::new(members)),
         _ => crate::introspection::Introspected::Inactive,
     };
-    let settings = config.providers[provider].introspection.as_ref().unwrap();
+    let settings = config.providers()[provider].introspection.as_ref().unwrap();
     cache.insert(provider, token, answer, settings, NOW);
     cache
 }
@@ -2171,7 +2174,7 @@ fn an_active_answer_must_still_be_for_us() {
     ] {
         let answer = with(active_answer(), change.clone());
         let members = answer.as_object().unwrap();
-        let checked = verify::check_introspected(members, &config.providers[2], NOW)
+        let checked = verify::check_introspected(members, &config.providers()[2], NOW)
             .map_err(|rejection| Denial::from(rejection).reason().as_str());
         assert_eq!(checked, Err(reason), "{change}");
     }
@@ -2203,7 +2206,7 @@ fn opaque_tokens_go_only_where_the_opaque_provider_is_accepted() {
         decide_introspected(&config, &cache, "/write/x", "a.b.c", Attempt::First),
         Decision::Introspect(_)
     ));
-    let oversized = "a".repeat(config.max_token_bytes + 1);
+    let oversized = "a".repeat(config.max_token_bytes() + 1);
     assert_denied(
         &decide_introspected(&config, &cache, "/write/x", &oversized, Attempt::First),
         "token_too_large",
@@ -2374,7 +2377,7 @@ fn tenant_token(issuer_tenant: &str, tid: Option<&str>) -> String {
 #[test]
 fn an_issuer_template_accepts_its_listed_tenants_only() {
     let config = multi_tenant_config();
-    let provider = &config.providers[2];
+    let provider = &config.providers()[2];
     assert!(provider.issues(&format!(
         "https://login.microsoftonline.com/{TENANT_A}/v2.0"
     )));

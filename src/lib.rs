@@ -47,6 +47,7 @@ pub mod config;
 pub mod decision;
 mod der;
 mod es384;
+pub mod fetch;
 mod fifo_map;
 pub mod host_crypto;
 pub mod introspection;

@@ -24,6 +24,7 @@
 use serde_json::Value;
 
 use crate::base::http::HttpUri;
+use crate::base::ids::{ListIndex, ProviderIndex};
 use crate::base::time::UnixSeconds;
 use crate::jwks::{JwksError, KeySet, SkippedKey};
 use crate::request_context::{AddressSet, ListError};
@@ -307,10 +308,6 @@ impl Fetcher {
         }
     }
 
-    pub fn settings(&self) -> &RemoteSettings {
-        &self.settings
-    }
-
     /// Ended attempts known here: requests waiting for a refetch wake when it changes.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -331,7 +328,7 @@ impl Fetcher {
 
     /// Seconds one call may take, as the host enforces it, plus a second for tick granularity.
     fn call_seconds(&self) -> i64 {
-        seconds(self.settings.timeout_ms.div_ceil(1000)).saturating_add(1)
+        crate::base::time::call_seconds(self.settings.timeout_ms)
     }
 
     /// How long a request may wait for keys from `now`: the calls still needed (two with
@@ -799,6 +796,25 @@ impl Lease {
     }
 }
 
+/// What is fetched at run time: keys of providers with remote keys, and address lists.
+pub trait RemoteDocuments {
+    fn keys_now(&self, provider: ProviderIndex, now: UnixSeconds) -> KeysNow<'_>;
+    fn address_list_now(&self, list: ListIndex, now: UnixSeconds) -> AddressesNow<'_>;
+}
+
+/// For configurations without remote documents (and tests): all are unavailable.
+pub struct NoRemoteDocuments;
+
+impl RemoteDocuments for NoRemoteDocuments {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        KeysNow::Unavailable
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::arithmetic_side_effects)]
@@ -1228,7 +1244,7 @@ mod tests {
             .to_string()
             .into_bytes();
         let mut multi = Fetcher::for_keys(
-            current.settings().clone(),
+            current.settings.clone(),
             ISSUER,
             &[Algorithm::Es256, Algorithm::Es384],
             T0,

@@ -56,6 +56,43 @@ pub struct Request<'a> {
     pub source_address: Option<std::net::IpAddr>,
 }
 
+/// A request as the adapter keeps it while it waits (for keys, an address list, an
+/// introspection answer): its headers and the client's address, owned.
+#[derive(Debug, Clone)]
+pub struct OwnedRequest {
+    headers: Vec<(String, String)>,
+    source_address: Option<std::net::IpAddr>,
+}
+
+impl OwnedRequest {
+    pub fn new(
+        headers: Vec<(String, String)>,
+        source_address: Option<std::net::IpAddr>,
+    ) -> OwnedRequest {
+        OwnedRequest {
+            headers,
+            source_address,
+        }
+    }
+
+    /// The request as the core reads it; a missing `:method` or `:path` reads as empty (and
+    /// an empty path matches no rule but the default, which requires a token).
+    pub fn view(&self) -> Request<'_> {
+        let pseudo = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(header, _)| header == name)
+                .map_or("", |(_, value)| value.as_str())
+        };
+        Request {
+            method: pseudo(":method"),
+            path: pseudo(":path"),
+            headers: &self.headers,
+            source_address: self.source_address,
+        }
+    }
+}
+
 impl<'a> Request<'a> {
     /// Every value of the header `name` (lower case).
     pub fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -227,12 +264,41 @@ pub struct JoseHeader {
 #[derive(Debug, Clone)]
 pub struct UntrustedToken<'a> {
     /// `header.payload`: the bytes the signature covers.
-    pub signing_input: &'a str,
+    signing_input: &'a str,
     /// The payload segment as it came (base64url), for `payload_header`.
-    pub encoded_payload: &'a str,
-    pub header: JoseHeader,
-    pub claims: Map<String, Value>,
-    pub signature: Vec<u8>,
+    encoded_payload: &'a str,
+    header: JoseHeader,
+    claims: Map<String, Value>,
+    signature: Vec<u8>,
+}
+
+impl<'a> UntrustedToken<'a> {
+    /// `header.payload`: the bytes the signature covers.
+    pub fn signing_input(&self) -> &'a str {
+        self.signing_input
+    }
+
+    /// The payload segment as it came (base64url).
+    pub fn encoded_payload(&self) -> &'a str {
+        self.encoded_payload
+    }
+
+    pub fn header(&self) -> &JoseHeader {
+        &self.header
+    }
+
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// The claims, for the verification that consumes the token.
+    pub fn into_claims(self) -> Map<String, Value> {
+        self.claims
+    }
 }
 
 /// Has the shape of a JWS compact serialization: three dot-separated segments, the first a

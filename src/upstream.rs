@@ -29,7 +29,7 @@ impl UpstreamEdits {
     /// never be able to pass its own `x-jwt-sub` to the upstream, even on anonymous routes.
     pub fn removing_identity_headers(config: &Config) -> UpstreamEdits {
         UpstreamEdits {
-            remove_headers: config.identity_headers.clone(),
+            remove_headers: config.identity_headers().to_vec(),
             ..UpstreamEdits::default()
         }
     }
@@ -64,9 +64,9 @@ pub fn identity_headers(
     provider: &Provider,
     token: &VerifiedToken<'_>,
 ) -> Vec<(Arc<str>, Arc<str>)> {
-    let mut headers = claim_headers(provider, &token.claims);
+    let mut headers = claim_headers(provider, token.claims());
     if let Some(header) = &provider.payload_header {
-        headers.push((Arc::clone(header), Arc::from(token.encoded_payload)));
+        headers.push((Arc::clone(header), Arc::from(token.encoded_payload())));
     }
     headers
 }

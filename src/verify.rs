@@ -71,14 +71,40 @@ pub enum Rejection {
 /// can act on claims that were not verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken<'a> {
-    pub claims: Map<String, Value>,
+    claims: Map<String, Value>,
     /// The payload segment as received, for `payload_header`.
-    pub encoded_payload: &'a str,
-    pub subject: Option<String>,
+    encoded_payload: &'a str,
+    subject: Option<String>,
     /// The key whose signature verified, for binding a cached verification to it.
-    pub key: KeyFingerprint,
+    key: KeyFingerprint,
     /// The time claims, for re-checking a cached verification later.
-    pub lifetime: Lifetime,
+    lifetime: Lifetime,
+}
+
+impl<'a> VerifiedToken<'a> {
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    pub fn into_claims(self) -> Map<String, Value> {
+        self.claims
+    }
+
+    pub fn encoded_payload(&self) -> &'a str {
+        self.encoded_payload
+    }
+
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    pub fn key(&self) -> KeyFingerprint {
+        self.key
+    }
+
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
 }
 
 /// A token's time claims (`exp`, `nbf`, `iat`), range-checked.
@@ -131,23 +157,23 @@ pub fn verify<'a>(
     now: UnixSeconds,
     signatures: &dyn SignatureVerifier,
 ) -> Result<VerifiedToken<'a>, Rejection> {
-    let header = &token.header;
+    let header = token.header();
     if !provider.accepts_token_type(header.token_type.as_deref()) {
         return Err(Rejection::TokenTypeNotAllowed);
     }
     if !provider.algorithms().contains(&header.algorithm) {
         return Err(Rejection::AlgorithmNotAllowed);
     }
-    let lifetime = check_claims(&token.claims, provider, now)?;
+    let lifetime = check_claims(token.claims(), provider, now)?;
     let key = check_signature(&token, keys, signatures)?;
     let subject = token
-        .claims
+        .claims()
         .get("sub")
         .and_then(Value::as_str)
         .map(str::to_owned);
     Ok(VerifiedToken {
-        claims: token.claims,
-        encoded_payload: token.encoded_payload,
+        encoded_payload: token.encoded_payload(),
+        claims: token.into_claims(),
         subject,
         key,
         lifetime,
@@ -298,8 +324,8 @@ fn check_signature(
     keys: &KeySet,
     signatures: &dyn SignatureVerifier,
 ) -> Result<KeyFingerprint, Rejection> {
-    let algorithm: Algorithm = token.header.algorithm;
-    let key_id = token.header.key_id.as_deref();
+    let algorithm: Algorithm = token.header().algorithm;
+    let key_id = token.header().key_id.as_deref();
     let mut candidates = keys.candidates(key_id).peekable();
     if key_id.is_some() && candidates.peek().is_none() {
         return Err(Rejection::UnknownKeyId);
@@ -311,8 +337,8 @@ fn check_signature(
             signatures,
             algorithm,
             key,
-            token.signing_input.as_bytes(),
-            &token.signature,
+            token.signing_input().as_bytes(),
+            token.signature(),
         );
         if verified.is_ok() {
             return Ok(key.fingerprint);

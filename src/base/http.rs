@@ -44,3 +44,17 @@ impl HttpUri {
         }
     }
 }
+
+/// The first value of the header `name` (any case) in a header map.
+pub fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(header, _)| header.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The `:status` of a response's headers; `None` when missing or not a number (a call the
+/// proxy could not complete may answer without one).
+pub fn status_of(headers: &[(String, String)]) -> Option<u16> {
+    header_of(headers, ":status").and_then(|status| status.parse().ok())
+}

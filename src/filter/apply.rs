@@ -84,7 +84,7 @@ pub(crate) fn deny(shared: &Shared, context_id: u32, denial: &Denial) -> Applied
             &format!("denied: {}", reason.as_str()),
         ),
     }
-    let response = denial.response(&shared.config.realm);
+    let response = denial.response(shared.config.realm());
     send(
         context_id,
         response.status,

@@ -5,11 +5,13 @@ use std::rc::Rc;
 
 use super::abi::{self, Action, MapType};
 
-use crate::decision::{Attempt, Decision, Reason};
+use crate::decision::{Attempt, Decision, Reason, WaitCause};
 use crate::request_context;
 
+use crate::token::OwnedRequest;
+
 use super::apply::{self, Applied};
-use super::keys::OwnedRequest;
+use super::{fetch, introspect, resume};
 use super::{now_seconds, Shared};
 
 pub(crate) struct AuthnHttpContext {
@@ -36,8 +38,12 @@ impl AuthnHttpContext {
     pub(crate) fn hold_while_parked(&mut self) -> Action {
         let parked = self.waiting
             && self.shared.as_ref().is_some_and(|shared| {
-                shared.keys.borrow().is_parked(self.context_id)
-                    || shared.introspections.borrow().is_parked(self.context_id)
+                shared.sources.borrow().is_parked(self.context_id)
+                    || shared
+                        .introspections
+                        .borrow()
+                        .calls
+                        .is_parked(self.context_id)
             });
         if parked {
             Action::Pause
@@ -70,8 +76,12 @@ impl AuthnHttpContext {
     pub(crate) fn on_done(&mut self) {
         if self.waiting {
             if let Some(shared) = &self.shared {
-                shared.keys.borrow_mut().forget(self.context_id);
-                shared.introspections.borrow_mut().forget(self.context_id);
+                shared.sources.borrow_mut().forget(self.context_id);
+                shared
+                    .introspections
+                    .borrow_mut()
+                    .calls
+                    .forget(self.context_id);
             }
         }
     }
@@ -91,7 +101,7 @@ impl AuthnHttpContext {
         }) {
             Ok(pairs) => {
                 // A host call per request: only when a rule looks at the client's address.
-                let source_address = if config.reads_source_address {
+                let source_address = if config.reads_source_address() {
                     abi::get_property(&["source", "address"])
                         .ok()
                         .flatten()
@@ -117,7 +127,7 @@ impl AuthnHttpContext {
         let mut decision = shared.decide(&request, now, Attempt::First);
         if is_remote_unavailable(&decision) {
             // Another worker may have fetched them since this worker's last tick.
-            super::keys::adopt_if_unavailable(&shared, context_id, now);
+            fetch::adopt_if_unavailable(&shared, context_id, now);
             decision = shared.decide(&request, now, Attempt::First);
         }
         self.settle(&shared, request, decision, now)
@@ -137,10 +147,14 @@ impl AuthnHttpContext {
             Decision::Allow(allowed) => action(apply::allow(shared, context_id, &allowed)),
             Decision::Deny(denial) => action(apply::deny(shared, context_id, &denial)),
             Decision::Wait(wait) => {
-                let parked = shared
-                    .keys
-                    .borrow_mut()
-                    .park(context_id, wait, request, now);
+                let refetch = wait.cause == WaitCause::UnknownKeyId;
+                let parked = shared.sources.borrow_mut().park(
+                    context_id,
+                    wait.source,
+                    refetch,
+                    request,
+                    now,
+                );
                 match parked {
                     Ok(()) => {
                         self.waiting = true;
@@ -155,7 +169,7 @@ impl AuthnHttpContext {
                 }
             }
             Decision::Introspect(needed) => {
-                match super::introspect::park(shared, context_id, needed, request, now) {
+                match introspect::park(shared, context_id, needed, request, now) {
                     Ok(()) => {
                         self.waiting = true;
                         Action::Pause
@@ -163,7 +177,7 @@ impl AuthnHttpContext {
                     // Too many waiting, or the call could not be made: decide finally (`503`).
                     Err(request) => {
                         let decision = shared.decide(&request, now, Attempt::AfterIntrospection);
-                        action(super::keys::apply_decision(shared, context_id, &decision))
+                        action(resume::apply_final(shared, context_id, &decision))
                     }
                 }
             }

@@ -13,9 +13,10 @@ mod abi;
 mod apply;
 mod crypto;
 mod entry;
+mod fetch;
 mod http;
 mod introspect;
-mod keys;
+mod resume;
 mod stats;
 
 use std::cell::RefCell;
@@ -26,11 +27,13 @@ use self::abi::{BufferType, LogLevel};
 
 use crate::config::Config;
 use crate::decision::{self, Attempt, Decision, Services};
+use crate::fetch::Sources;
+use crate::token::OwnedRequest;
 use crate::token_cache::TokenCache;
 
 use self::crypto::{Signatures, Verifier};
+use self::fetch::HostSharedData;
 use self::introspect::Introspections;
-use self::keys::{KeyStore, OwnedRequest};
 use self::stats::Stats;
 
 /// Logs a line prefixed with the context id, so lines of one request can be grepped together.
@@ -62,7 +65,7 @@ pub(crate) fn now_seconds() -> Option<i64> {
 impl Shared {
     /// Decides a request against this configuration and the keys this worker has now.
     fn decide(&self, request: &OwnedRequest, now: i64, attempt: Attempt) -> Decision {
-        let keys = self.keys.borrow();
+        let sources = self.sources.borrow();
         let introspections = self.introspections.borrow();
         let mut token_cache = self.token_cache.borrow_mut();
         let verifier = Verifier {
@@ -71,7 +74,7 @@ impl Shared {
             context_id: self.root_context_id,
         };
         let mut services = Services {
-            remote: &*keys,
+            remote: &*sources,
             introspections: &introspections.cache,
             signatures: &verifier,
             token_cache: &mut token_cache,
@@ -86,11 +89,13 @@ impl Shared {
 /// How often the root context looks at key fetches and parked requests.
 const TICK: Duration = Duration::from_millis(200);
 
-/// What every request of this plugin shares: the configuration, the counters, the keys.
+/// What every request of this plugin shares: the configuration, the counters, the fetched
+/// documents.
 struct Shared {
     config: Config,
     stats: Stats,
-    keys: RefCell<KeyStore>,
+    /// Keys and address lists fetched at run time, and the requests waiting for them.
+    sources: RefCell<Sources<OwnedRequest>>,
     /// Which code verifies signatures, chosen once per configuration.
     signatures: Signatures,
     /// Verified tokens of this configuration.
@@ -122,10 +127,13 @@ impl AuthnRoot {
 
     fn on_http_call_response(&mut self, token: u32, body_size: usize) {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
-            let handled =
-                introspect::on_call_response(shared, self.context_id, token, body_size, now);
-            if !handled {
-                keys::on_call_response(shared, self.context_id, token, body_size, now);
+            match introspect::on_call_response(shared, self.context_id, token, body_size, now) {
+                Some(released) => {
+                    resume::wake_all(shared, released, now, Attempt::AfterIntrospection);
+                }
+                None => {
+                    fetch::on_call_response(shared, self.context_id, token, body_size, now);
+                }
             }
         }
     }
@@ -183,14 +191,14 @@ impl AuthnRoot {
             );
             return false;
         };
-        let keys = KeyStore::new(&loaded.config, keys::allocate_worker_id(), now);
-        keys.create_records();
+        let sources = fetch::sources_of(&loaded.config, fetch::worker_id(), now);
+        sources.create_records(&mut HostSharedData);
         let introspects = loaded
             .config
-            .providers
+            .providers()
             .iter()
             .any(|provider| provider.introspection.is_some());
-        if keys.has_remote_documents() || introspects {
+        if !sources.is_empty() || introspects {
             if let Err(status) = abi::set_tick_period(TICK) {
                 log(
                     LogLevel::Error,
@@ -200,7 +208,7 @@ impl AuthnRoot {
                 return false;
             }
         }
-        let signatures = Signatures::choose(loaded.config.crypto, self.context_id);
+        let signatures = Signatures::choose(loaded.config.crypto(), self.context_id);
         stats.record_crypto_backend(signatures == Signatures::Host);
         log(
             LogLevel::Info,
@@ -208,24 +216,31 @@ impl AuthnRoot {
             &format!(
                 "{}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
                 build_identity(),
-                loaded.config.providers.len(),
-                loaded.config.rules.len(),
-                loaded.config.address_lists.len(),
+                loaded.config.providers().len(),
+                loaded.config.rules().len(),
+                loaded.config.address_lists().len(),
                 signatures.name(),
-                loaded.config.token_cache_entries,
+                loaded.config.token_cache_entries(),
             ),
         );
         if let Some(previous) = self.state.take() {
-            keys::release_all(&previous, now);
-            introspect::release_all(&previous, now);
+            // Every request parked with the configuration being replaced is decided now
+            // (with what keys there are, else `503`), so none waits on state nobody ticks.
+            let parked = previous.sources.borrow_mut().take_all_waiters();
+            let parked = parked
+                .into_iter()
+                .map(|waiter| (waiter.context_id, waiter.request));
+            resume::wake_all(&previous, parked, now, Attempt::AfterWait);
+            let waiting = previous.introspections.borrow_mut().calls.take_all();
+            resume::wake_all(&previous, waiting, now, Attempt::AfterIntrospection);
         }
         self.state = Some(Rc::new(Shared {
             root_context_id: self.context_id,
-            token_cache: RefCell::new(TokenCache::new(loaded.config.token_cache_entries)),
+            token_cache: RefCell::new(TokenCache::new(loaded.config.token_cache_entries())),
             introspections: RefCell::new(Introspections::new()),
             config: loaded.config,
             stats,
-            keys: RefCell::new(keys),
+            sources: RefCell::new(sources),
             signatures,
         }));
         true
@@ -233,8 +248,9 @@ impl AuthnRoot {
 
     fn on_tick(&mut self) {
         if let (Some(shared), Some(now)) = (&self.state, now_seconds()) {
-            keys::tick(shared, self.context_id, now);
-            introspect::tick(shared, self.context_id, now);
+            fetch::tick(shared, self.context_id, now);
+            let overdue = introspect::tick(shared, self.context_id, now);
+            resume::wake_all(shared, overdue, now, Attempt::AfterIntrospection);
         }
     }
 }

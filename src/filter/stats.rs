@@ -20,6 +20,7 @@ use super::abi::{self, MetricType, Status};
 
 use crate::config::{Config, KeySource};
 use crate::decision::{Decision, Reason, Verification};
+use crate::fetch::SourceKind;
 use crate::remote::FetchError;
 use crate::token_cache::TokenCache;
 
@@ -60,13 +61,13 @@ impl Stats {
             })
         };
         let mut gauges = Vec::new();
-        for provider in &config.providers {
+        for provider in config.providers() {
             gauges.push(match provider.keys {
                 KeySource::Inline(_) | KeySource::None => None,
                 KeySource::Remote(_) => Some(source_gauges("jwks", &provider.name)?),
             });
         }
-        for list in &config.address_lists {
+        for list in config.address_lists() {
             gauges.push(Some(source_gauges("address_lists", &list.name)?));
         }
         Ok(Stats {
@@ -224,13 +225,6 @@ fn memory_bytes() -> u64 {
 struct SourceGauges {
     age_seconds: u32,
     stale: u32,
-}
-
-/// What a remote source is: the counters of its fetches are per kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SourceKind {
-    Keys,
-    AddressList,
 }
 
 /// `<prefix>.fetch_success`, `<prefix>.adopted_from_other_worker` and

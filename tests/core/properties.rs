@@ -26,10 +26,10 @@ use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::base::ids::ProviderIndex;
 use wasm_jwt_authn::base::time::UnixSeconds;
 use wasm_jwt_authn::config::{Config, KeySource};
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteDocuments, Services};
+use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, Services};
 use wasm_jwt_authn::introspection::IntrospectionCache;
 use wasm_jwt_authn::jwks::KeySet;
-use wasm_jwt_authn::remote::{AddressesNow, KeysNow};
+use wasm_jwt_authn::remote::{AddressesNow, KeysNow, RemoteDocuments};
 use wasm_jwt_authn::token::{self, Request};
 use wasm_jwt_authn::token_cache::TokenCache;
 use wasm_jwt_authn::verify;
@@ -277,7 +277,7 @@ fn extracted(config: &Config, carrier: Carrier, token: &str) -> Option<String> {
         headers: &headers,
         source_address: None,
     };
-    token::extract(&request, &config.token_sources)
+    token::extract(&request, config.token_sources())
         .ok()
         .flatten()
         .map(|found| found.value.to_owned())
@@ -379,8 +379,8 @@ fn mutated_tokens_are_never_allowed_unless_the_filter_sees_a_signed_token_unchan
 
         // Straight through parsing and verification: only bytes a key holder signed verify.
         // (Splicing whole segments can rebuild another valid token exactly; that one may.)
-        if let Ok(untrusted) = token::parse(&mutated, config.max_token_bytes) {
-            for provider in &config.providers {
+        if let Ok(untrusted) = token::parse(&mutated, config.max_token_bytes()) {
+            for provider in config.providers() {
                 let KeySource::Inline(keys) = &provider.keys else {
                     continue;
                 };
@@ -660,7 +660,7 @@ fn mutated_key_sets_never_verify_a_token_without_its_original_key() {
             }
         };
         loaded += 1;
-        let KeySource::Inline(set) = &config.providers[0].keys else {
+        let KeySource::Inline(set) = &config.providers()[0].keys else {
             panic!("an inline key set stays inline");
         };
         // One token per case, and the ES384 one (CORP_KEYS[2]) rarely: a P-384 verification

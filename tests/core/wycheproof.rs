@@ -387,9 +387,9 @@ fn jws_verdict(jws: &str, keys: &KeySet, refused: Option<&KeyProblem>) -> JwsOut
             verdict: select_and_verify(
                 keys,
                 refused,
-                &token.header,
-                token.signing_input.as_bytes(),
-                &token.signature,
+                token.header(),
+                token.signing_input().as_bytes(),
+                token.signature(),
             ),
             payload_rule_waived: false,
         },
@@ -416,9 +416,9 @@ fn jws_verdict(jws: &str, keys: &KeySet, refused: Option<&KeyProblem>) -> JwsOut
                     verdict: select_and_verify(
                         keys,
                         refused,
-                        &token.header,
+                        token.header(),
                         format!("{header}.{payload}").as_bytes(),
-                        &token.signature,
+                        token.signature(),
                     ),
                     payload_rule_waived: true,
                 },
@@ -457,7 +457,7 @@ fn header_refusal(jws: &str) -> Result<(), String> {
         Err(MalformedToken::UnsupportedAlgorithm) => Ok(()),
         other => Err(format!(
             "header with `alg: {name}` must be refused as UnsupportedAlgorithm, got {:?}",
-            other.map(|token| token.header)
+            other.map(|token| token.header().clone())
         )),
     }
 }

@@ -556,9 +556,9 @@ impl Runner {
                 case,
                 keys,
                 refused,
-                &token.header,
-                token.signing_input.as_bytes(),
-                &token.signature,
+                token.header(),
+                token.signing_input().as_bytes(),
+                token.signature(),
             ),
             // The JWS files' payloads are not JSON objects: judged with that JWT rule waived, as
             // in tests/core/wycheproof.rs (the header alone must parse, the signature covers the
@@ -577,9 +577,9 @@ impl Runner {
                         case,
                         keys,
                         refused,
-                        &token.header,
+                        token.header(),
                         format!("{header}.{payload}").as_bytes(),
-                        &token.signature,
+                        token.signature(),
                     ),
                 }
             }

@@ -31,6 +31,8 @@ use crate::base::ids::ProviderIndex;
 use crate::base::time::UnixSeconds;
 use crate::fifo_map::FifoMap;
 
+pub mod calls;
+
 /// Defaults to 60 seconds: how long an active answer is trusted (never past the token's `exp`).
 pub const DEFAULT_CACHE_SECONDS: u64 = 60;
 /// Defaults to 10 seconds: how long an inactive answer is remembered.
