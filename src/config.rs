@@ -671,12 +671,15 @@ pub fn schema() -> Value {
     schema
 }
 
+/// A key of a provider's inline JWKS that is not used, with the provider's name.
+pub type SkippedInlineKey = (String, SkippedKey);
+
 /// A validated configuration plus what the caller should log about it.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,
     /// JWKS keys that were left out, per provider name.
-    pub skipped_keys: Vec<(String, SkippedKey)>,
+    pub skipped_keys: Vec<SkippedInlineKey>,
 }
 
 impl Config {
@@ -718,12 +721,148 @@ impl Config {
 }
 
 fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
-    if raw.providers.is_empty() {
+    let (providers, skipped_keys) = validate_providers(raw.providers)?;
+    let address_lists = validate_address_lists(raw.address_lists)?;
+    let rules = validate_rules(raw.rules, &providers, &address_lists)?;
+    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    if max_token_bytes == 0 {
+        return Err(error("max_token_bytes", "must be greater than 0"));
+    }
+    let realm = validate_realm(raw.realm)?;
+    let token_cache_entries = validate_token_cache(raw.token_cache)?;
+    let device = validate_device_settings(raw.device, &providers, &rules)?;
+    let (token_sources, identity_headers) =
+        token_sources_and_identity_headers(&providers, device.as_ref())?;
+    let policy_reads_claims = rules.iter().any(|rule| rule.requirements.keeps_claims());
+    let has_rego = rules.iter().any(|rule| rule.requirements.rego.is_some());
+    let client_address = raw
+        .client_address
+        .map(|raw| request_context::validate_client_address("client_address", raw))
+        .transpose()
+        .map_err(|(field, problem)| error(field, problem))?
+        .unwrap_or_default();
+    let reads_addresses = has_rego
+        || rules
+            .iter()
+            .any(|rule| rule.requirements.source_ips.is_some());
+    let reads_source_address = reads_addresses && client_address == ClientAddress::Proxy;
+    let read_headers = read_headers(
+        &token_sources,
+        &rules,
+        &providers,
+        device.as_ref(),
+        reads_addresses && client_address != ClientAddress::Proxy,
+    );
+    Ok(Loaded {
+        config: Config {
+            policy_reads_claims,
+            client_address,
+            reads_source_address,
+            default_rule: Arc::from(DEFAULT_RULE),
+            device,
+            reads_all_headers: has_rego,
+            address_lists,
+            opaque_provider: providers.iter().position(Provider::is_opaque),
+            providers,
+            rules,
+            max_token_bytes,
+            realm,
+            token_sources,
+            identity_headers,
+            read_headers,
+            crypto: raw.crypto.unwrap_or_default(),
+            token_cache_entries,
+        },
+        skipped_keys,
+    })
+}
+
+/// The realm of `WWW-Authenticate`, written into a quoted-string.
+fn validate_realm(realm: Option<String>) -> Result<String, ConfigError> {
+    let realm = realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
+    if realm
+        .chars()
+        .any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c))
+    {
+        return Err(error(
+            "realm",
+            "must be printable ASCII without `\"` or `\\`",
+        ));
+    }
+
+    Ok(realm)
+}
+
+/// How many verified tokens to remember.
+fn validate_token_cache(cache: Option<RawTokenCache>) -> Result<usize, ConfigError> {
+    let token_cache_entries = match cache {
+        None => DEFAULT_MAX_ENTRIES,
+        Some(cache) => cache.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
+    };
+    if token_cache_entries > MAX_ENTRIES_LIMIT {
+        return Err(error(
+            "token_cache.max_entries",
+            format!("must be at most {MAX_ENTRIES_LIMIT}"),
+        ));
+    }
+
+    Ok(token_cache_entries)
+}
+
+/// The request headers authentication reads (lower case), each once: `:method`, `:path`, the
+/// token sources' headers, `x-forwarded-for` when the client address comes from it,
+/// `:authority` when a rule names hosts, and the device tokens' header.
+fn read_headers(
+    token_sources: &[TokenSource],
+    rules: &[Rule],
+    providers: &[Provider],
+    device: Option<&DevicePosture>,
+    reads_forwarded_for: bool,
+) -> Vec<String> {
+    let mut read_headers = vec![":method".to_owned(), ":path".to_owned()];
+    for source in token_sources {
+        let header = match source {
+            TokenSource::Header { name, .. } => name.to_ascii_lowercase(),
+            TokenSource::Cookie { .. } => "cookie".to_owned(),
+            TokenSource::Query { .. } => continue,
+        };
+        if !read_headers.contains(&header) {
+            read_headers.push(header);
+        }
+    }
+
+    if reads_forwarded_for {
+        read_headers.push("x-forwarded-for".to_owned());
+    }
+    if rules.iter().any(|rule| rule.hosts.is_some()) {
+        read_headers.push(":authority".to_owned());
+    }
+    if let Some(device) = device {
+        let header = providers
+            .get(device.provider)
+            .and_then(|provider| provider.token_sources.first())
+            .and_then(|source| match source {
+                TokenSource::Header { name, .. } => Some(name.to_ascii_lowercase()),
+                _ => None,
+            });
+        if let Some(header) = header.filter(|header| !read_headers.contains(header)) {
+            read_headers.push(header);
+        }
+    }
+    read_headers
+}
+
+/// The providers, each valid and told apart from the others by name and issuer; the keys
+/// their inline JWKS leave out, to be logged.
+fn validate_providers(
+    raw_providers: Vec<RawProvider>,
+) -> Result<(Vec<Provider>, Vec<SkippedInlineKey>), ConfigError> {
+    if raw_providers.is_empty() {
         return Err(error("providers", "at least one provider is required"));
     }
-    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut providers = Vec::with_capacity(raw_providers.len());
     let mut skipped_keys = Vec::new();
-    for (index, raw_provider) in raw.providers.into_iter().enumerate() {
+    for (index, raw_provider) in raw_providers.into_iter().enumerate() {
         let field = format!("providers[{index}]");
         if providers
             .iter()
@@ -777,13 +916,20 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             "a second provider of opaque tokens (no `jwks` or `discovery`): an opaque token names no issuer, so at most one provider may take them",
         ));
     }
-    let address_lists = validate_address_lists(raw.address_lists)?;
+    Ok((providers, skipped_keys))
+}
+
+/// The rules, each valid, uniquely named; every address list must be named by one of them.
+fn validate_rules(
+    raw_rules: Vec<RawRule>,
+    providers: &[Provider],
+    address_lists: &[AddressList],
+) -> Result<Vec<Rule>, ConfigError> {
     let list_names: Vec<&str> = address_lists.iter().map(|list| &*list.name).collect();
-    let rules = raw
-        .rules
+    let rules = raw_rules
         .into_iter()
         .enumerate()
-        .map(|(index, rule)| validate_rule(index, rule, &providers, &list_names))
+        .map(|(index, rule)| validate_rule(index, rule, providers, &list_names))
         .collect::<Result<Vec<_>, _>>()?;
     for (index, list) in address_lists.iter().enumerate() {
         let used = rules.iter().any(|rule| {
@@ -818,36 +964,17 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
-    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
-    if max_token_bytes == 0 {
-        return Err(error("max_token_bytes", "must be greater than 0"));
-    }
-    let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
-    // The realm is written into a quoted-string of the WWW-Authenticate header.
-    if realm
-        .chars()
-        .any(|c| c == '"' || c == '\\' || !(' '..='~').contains(&c))
-    {
-        return Err(error(
-            "realm",
-            "must be printable ASCII without `\"` or `\\`",
-        ));
-    }
+    Ok(rules)
+}
 
-    let token_cache_entries = match raw.token_cache {
-        None => DEFAULT_MAX_ENTRIES,
-        Some(cache) => cache.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES),
-    };
-    if token_cache_entries > MAX_ENTRIES_LIMIT {
-        return Err(error(
-            "token_cache.max_entries",
-            format!("must be at most {MAX_ENTRIES_LIMIT}"),
-        ));
-    }
-
+/// The device settings, required as soon as a rule requires a device token.
+fn validate_device_settings(
+    raw: Option<RawDevice>,
+    providers: &[Provider],
+    rules: &[Rule],
+) -> Result<Option<DevicePosture>, ConfigError> {
     let device = raw
-        .device
-        .map(|raw| validate_device(raw, &providers, &rules))
+        .map(|raw| validate_device(raw, providers, rules))
         .transpose()?;
     if device.is_none() {
         if let Some(index) = rules
@@ -860,8 +987,18 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             ));
         }
     }
-    let device_provider = device.as_ref().map(|device| device.provider);
 
+    Ok(device)
+}
+
+/// Every provider's token sources, each once (a device provider's are searched only where a
+/// rule requires a device token), and every header set from claims, each once; no token may
+/// be read from a header that is set from claims.
+fn token_sources_and_identity_headers(
+    providers: &[Provider],
+    device: Option<&DevicePosture>,
+) -> Result<(Vec<TokenSource>, Vec<Arc<str>>), ConfigError> {
+    let device_provider = device.map(|device| device.provider);
     let mut token_sources: Vec<TokenSource> = Vec::new();
     let mut identity_headers: Vec<Arc<str>> = Vec::new();
     for (index, provider) in providers.iter().enumerate() {
@@ -901,71 +1038,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
         }
     }
 
-    let mut read_headers = vec![":method".to_owned(), ":path".to_owned()];
-    for source in &token_sources {
-        let header = match source {
-            TokenSource::Header { name, .. } => name.to_ascii_lowercase(),
-            TokenSource::Cookie { .. } => "cookie".to_owned(),
-            TokenSource::Query { .. } => continue,
-        };
-        if !read_headers.contains(&header) {
-            read_headers.push(header);
-        }
-    }
-
-    let policy_reads_claims = rules.iter().any(|rule| rule.requirements.keeps_claims());
-    let has_rego = rules.iter().any(|rule| rule.requirements.rego.is_some());
-    let client_address = raw
-        .client_address
-        .map(|raw| request_context::validate_client_address("client_address", raw))
-        .transpose()
-        .map_err(|(field, problem)| error(field, problem))?
-        .unwrap_or_default();
-    let reads_addresses = has_rego
-        || rules
-            .iter()
-            .any(|rule| rule.requirements.source_ips.is_some());
-    let reads_source_address = reads_addresses && client_address == ClientAddress::Proxy;
-    if reads_addresses && client_address != ClientAddress::Proxy {
-        read_headers.push("x-forwarded-for".to_owned());
-    }
-    if rules.iter().any(|rule| rule.hosts.is_some()) {
-        read_headers.push(":authority".to_owned());
-    }
-    if let Some(device) = &device {
-        let header = providers
-            .get(device.provider)
-            .and_then(|provider| provider.token_sources.first())
-            .and_then(|source| match source {
-                TokenSource::Header { name, .. } => Some(name.to_ascii_lowercase()),
-                _ => None,
-            });
-        if let Some(header) = header.filter(|header| !read_headers.contains(header)) {
-            read_headers.push(header);
-        }
-    }
-    Ok(Loaded {
-        config: Config {
-            policy_reads_claims,
-            client_address,
-            reads_source_address,
-            default_rule: Arc::from(DEFAULT_RULE),
-            device,
-            reads_all_headers: has_rego,
-            address_lists,
-            opaque_provider: providers.iter().position(Provider::is_opaque),
-            providers,
-            rules,
-            max_token_bytes,
-            realm,
-            token_sources,
-            identity_headers,
-            read_headers,
-            crypto: raw.crypto.unwrap_or_default(),
-            token_cache_entries,
-        },
-        skipped_keys,
-    })
+    Ok((token_sources, identity_headers))
 }
 
 /// A provider's or address list's name: it appears in stat names and shared-data keys, where
@@ -1013,13 +1086,13 @@ fn validate_address_lists(raw: Vec<RawAddressList>) -> Result<Vec<AddressList>, 
 
 fn validate_provider(
     field: &str,
-    raw: RawProvider,
+    mut raw: RawProvider,
 ) -> Result<(Provider, Vec<SkippedKey>), ConfigError> {
     validate_source_name(field, &raw.name)?;
     if raw.issuer.is_empty() {
         return Err(error(format!("{field}.issuer"), "must not be empty"));
     }
-    let tenants = validate_tenants(field, &raw.issuer, raw.tenants)?;
+    let tenants = validate_tenants(field, &raw.issuer, raw.tenants.take())?;
     if tenants.is_some() && raw.discovery.as_ref().is_some_and(|d| d.uri.is_none()) {
         return Err(error(
             format!("{field}.discovery.uri"),
@@ -1034,7 +1107,84 @@ fn validate_provider(
     }
 
     let algorithms_given = raw.algorithms.is_some();
-    let algorithms = match raw.algorithms {
+    let algorithms = validate_algorithms(field, raw.algorithms.take())?;
+
+    let allow_http = raw.allow_http.unwrap_or(false);
+    let (keys, skipped) =
+        validate_keys(field, &mut raw, &algorithms, algorithms_given, allow_http)?;
+    let introspection = raw
+        .introspection
+        .map(|introspection| {
+            validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
+        })
+        .transpose()?;
+
+    let token_sources = validate_token_sources(field, raw.token_sources.take())?;
+
+    let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+    if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+        return Err(error(
+            format!("{field}.clock_skew_seconds"),
+            format!("at most {MAX_CLOCK_SKEW_SECONDS}"),
+        ));
+    }
+
+    let required_claims = raw
+        .required_claims
+        .unwrap_or_else(|| vec!["exp".to_owned()]);
+    if let Some(index) = required_claims.iter().position(String::is_empty) {
+        return Err(error(
+            format!("{field}.required_claims[{index}]"),
+            "must not be empty",
+        ));
+    }
+
+    if raw.max_lifetime_seconds == Some(0) {
+        return Err(error(
+            format!("{field}.max_lifetime_seconds"),
+            "must be greater than 0",
+        ));
+    }
+
+    let token_types = validate_token_types(field, raw.token_types.take())?;
+
+    let claims_to_headers =
+        validate_claims_to_headers(field, std::mem::take(&mut raw.claims_to_headers))?;
+    let payload_header = raw
+        .payload_header
+        .map(|name| validate_claim_header(&format!("{field}.payload_header"), &name))
+        .transpose()?;
+    let role_claims = validate_role_claims(field, raw.role_claims.take())?;
+
+    Ok((
+        Provider {
+            name: raw.name.into(),
+            issuer: raw.issuer,
+            audiences: raw.audiences,
+            algorithms,
+            keys,
+            token_sources,
+            clock_skew_seconds,
+            required_claims,
+            max_lifetime_seconds: raw.max_lifetime_seconds,
+            token_types,
+            forward_token: raw.forward_token.unwrap_or(true),
+            claims_to_headers,
+            payload_header: payload_header.map(Arc::from),
+            role_claims,
+            introspection,
+            tenants,
+        },
+        skipped,
+    ))
+}
+
+/// The algorithms a provider accepts: all supported by default, never `none` or HMAC.
+fn validate_algorithms(
+    field: &str,
+    names: Option<Vec<String>>,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    Ok(match names {
         None => Algorithm::ALL.to_vec(),
         Some(names) => {
             if names.is_empty() {
@@ -1053,11 +1203,20 @@ fn validate_provider(
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }
-    };
+    })
+}
 
-    let allow_http = raw.allow_http.unwrap_or(false);
-    let (keys, skipped) = match (raw.jwks, raw.discovery) {
-        (Some(jwks), None) => key_source(field, jwks, &algorithms, allow_http)?,
+/// Where a provider's keys come from: inline, fetched (directly or through discovery), or
+/// none at all for a provider of opaque tokens (then nothing of a JWT's may be configured).
+fn validate_keys(
+    field: &str,
+    raw: &mut RawProvider,
+    algorithms: &[Algorithm],
+    algorithms_given: bool,
+    allow_http: bool,
+) -> Result<(KeySource, Vec<SkippedKey>), ConfigError> {
+    Ok(match (raw.jwks.take(), raw.discovery.take()) {
+        (Some(jwks), None) => key_source(field, jwks, algorithms, allow_http)?,
         (None, Some(discovery)) => {
             let field = format!("{field}.discovery");
             let uri = discovery.uri.unwrap_or_else(|| {
@@ -1104,15 +1263,15 @@ fn validate_provider(
                 "missing field `jwks` (or `discovery`, or `introspection` for opaque tokens)",
             ));
         }
-    };
-    let introspection = raw
-        .introspection
-        .map(|introspection| {
-            validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
-        })
-        .transpose()?;
+    })
+}
 
-    let token_sources = match raw.token_sources {
+/// Where a provider's tokens are looked for: `Authorization: Bearer` by default.
+fn validate_token_sources(
+    field: &str,
+    sources: Option<Vec<RawTokenSource>>,
+) -> Result<Vec<TokenSource>, ConfigError> {
+    Ok(match sources {
         None => vec![TokenSource::bearer_header()],
         Some(sources) => {
             if sources.is_empty() {
@@ -1126,34 +1285,15 @@ fn validate_provider(
                 })
                 .collect::<Result<Vec<_>, _>>()?
         }
-    };
+    })
+}
 
-    let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
-    if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
-        return Err(error(
-            format!("{field}.clock_skew_seconds"),
-            format!("at most {MAX_CLOCK_SKEW_SECONDS}"),
-        ));
-    }
-
-    let required_claims = raw
-        .required_claims
-        .unwrap_or_else(|| vec!["exp".to_owned()]);
-    if let Some(index) = required_claims.iter().position(String::is_empty) {
-        return Err(error(
-            format!("{field}.required_claims[{index}]"),
-            "must not be empty",
-        ));
-    }
-
-    if raw.max_lifetime_seconds == Some(0) {
-        return Err(error(
-            format!("{field}.max_lifetime_seconds"),
-            "must be greater than 0",
-        ));
-    }
-
-    let token_types = match raw.token_types {
+/// The `typ` values a provider's tokens may carry.
+fn validate_token_types(
+    field: &str,
+    types: Option<Vec<String>>,
+) -> Result<TokenTypes, ConfigError> {
+    Ok(match types {
         None => TokenTypes::default_set(),
         Some(types) => {
             if types.is_empty() || types.iter().any(String::is_empty) {
@@ -1167,10 +1307,15 @@ fn validate_provider(
                 allowed: types.iter().map(|t| normalise_token_type(t)).collect(),
             }
         }
-    };
+    })
+}
 
-    let claims_to_headers = raw
-        .claims_to_headers
+/// The headers a provider's claims are copied into.
+fn validate_claims_to_headers(
+    field: &str,
+    mappings: Vec<RawClaimToHeader>,
+) -> Result<Vec<ClaimToHeader>, ConfigError> {
+    mappings
         .into_iter()
         .enumerate()
         .map(|(index, mapping)| {
@@ -1186,12 +1331,15 @@ fn validate_provider(
                 header: validate_claim_header(&format!("{field}.header"), &mapping.header)?.into(),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let payload_header = raw
-        .payload_header
-        .map(|name| validate_claim_header(&format!("{field}.payload_header"), &name))
-        .transpose()?;
-    let role_claims = match raw.role_claims {
+        .collect()
+}
+
+/// Where a provider's tokens carry roles: `roles` by default.
+fn validate_role_claims(
+    field: &str,
+    paths: Option<Vec<Vec<String>>>,
+) -> Result<Vec<Vec<String>>, ConfigError> {
+    Ok(match paths {
         None => vec![vec!["roles".to_owned()]],
         Some(paths) => {
             if paths.is_empty() {
@@ -1206,29 +1354,7 @@ fn validate_provider(
             }
             paths
         }
-    };
-
-    Ok((
-        Provider {
-            name: raw.name.into(),
-            issuer: raw.issuer,
-            audiences: raw.audiences,
-            algorithms,
-            keys,
-            token_sources,
-            clock_skew_seconds,
-            required_claims,
-            max_lifetime_seconds: raw.max_lifetime_seconds,
-            token_types,
-            forward_token: raw.forward_token.unwrap_or(true),
-            claims_to_headers,
-            payload_header: payload_header.map(Arc::from),
-            role_claims,
-            introspection,
-            tenants,
-        },
-        skipped,
-    ))
+    })
 }
 
 /// An issuer with `{tenantid}` once is a template, and then `tenants` lists who is accepted;

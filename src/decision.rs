@@ -744,110 +744,14 @@ fn decide(
     now: UnixSeconds,
     attempt: Attempt,
 ) -> Result<Allowed, Stop> {
-    let path = request.path_only();
-    if !is_normalized(path) {
-        return Err(Denial::UnnormalizedPath.into());
-    }
-    let edits = UpstreamEdits::removing_identity_headers(config);
-    let host = request_host(request);
-    let matches = |rule: &&Rule| rule_matches(rule, request.method, path, host);
-    let client = || config.client_address().of(request);
-    // Deny rules win: those that ask nothing of a token refuse before any token work.
-    let deny_rules = || {
-        config
-            .rules()
-            .iter()
-            .filter(|rule| matches!(rule.action, RuleAction::Deny))
-            .filter(matches)
-    };
-    let rule = config
-        .rules()
-        .iter()
-        .filter(|rule| !matches!(rule.action, RuleAction::Deny))
-        .find(matches);
-    let lists = ListsAt {
-        remote: services.remote,
-        now,
-    };
-    // The address lists the matching rules name are at hand before anything is judged (or
-    // the request waits for them, or is refused `503`): a list is never guessed at.
-    for named in deny_rules().chain(rule) {
-        let missing = named
-            .requirements
-            .source_ips
-            .iter()
-            .flat_map(|condition| condition.lists())
-            .find_map(|list| lists.address_list(list).err());
-        if let Some(missing) = missing {
-            return Err(list_missing(named, missing, attempt));
-        }
-    }
-    // So a list cannot be missing below; were it to be, the request is refused all the same.
-    let context = |rule: &Arc<str>, requirements| {
-        policy::check_context(requirements, client, &lists, now).map_err(|_| {
-            Denial::AddressListUnavailable {
-                rule: Arc::clone(rule),
-            }
-        })
-    };
-    for rule in deny_rules().filter(|rule| !rule.requirements.reads_claims()) {
-        if context(&rule.name, &rule.requirements)?.is_ok() {
-            return Err(Denial::DeniedByRule {
-                rule: Arc::clone(&rule.name),
-            }
-            .into());
-        }
-    }
-    let rule_name = Arc::clone(rule.map_or(config.default_rule(), |rule| &rule.name));
-    let requirements = rule.map(|rule| &rule.requirements);
-    if let Some(requirements) = requirements {
-        context(&rule_name, requirements)?.map_err(|unmet| Denial::Forbidden {
-            rule: Arc::clone(&rule_name),
-            unmet,
-        })?;
-    }
-    // What the token's claims must meet once it is verified: no deny rule that reads them
-    // holds, and the allow rule's requirements do.
-    let authorize = |provider: &Provider, claims: Option<&Claims>| -> Result<(), Denial> {
-        for deny in deny_rules().filter(|rule| rule.requirements.reads_claims()) {
-            let holds = context(&deny.name, &deny.requirements)?.is_ok()
-                && claims.is_some_and(|claims| {
-                    let identity = Identity {
-                        claims,
-                        role_claims: &provider.role_claims,
-                    };
-                    policy::check(&deny.requirements, identity, now).is_ok()
-                });
-            if holds {
-                return Err(Denial::DeniedByRule {
-                    rule: Arc::clone(&deny.name),
-                });
-            }
-        }
-        meets(requirements, provider, claims, now).map_err(|unmet| Denial::Forbidden {
-            rule: Arc::clone(&rule_name),
-            unmet,
-        })
-    };
+    let route = Route::of(config, services.remote, request, now, attempt)?;
     // No rule matched: deny by default, i.e. a valid token from any provider is required.
-    let accepted: Option<&[ProviderIndex]> = match rule.map(|rule| &rule.action) {
-        Some(RuleAction::AllowAnonymous) => {
-            let mut edits = edits;
-            let headers = rego_decision(config, request, host, rule, None, now)?;
-            edits.set_headers.extend(headers);
-            return Ok(Allowed {
-                rule: rule_name,
-                provider: None,
-                subject: None,
-                edits,
-                verification: Verification::Anonymous,
-            });
-        }
+    let accepted: Option<&[ProviderIndex]> = match route.rule.map(|rule| &rule.action) {
+        Some(RuleAction::AllowAnonymous) => return route.anonymous(),
         Some(RuleAction::RequireToken(providers)) => Some(providers),
-        // Deny rules were filtered out above.
+        // Deny rules are never the route's rule.
         Some(RuleAction::Deny) | None => None,
     };
-
     // Every source of every provider is searched, whatever the route accepts: a second token
     // elsewhere would reach the upstream unverified next to the one that was checked.
     let found = match token::extract(request, config.token_sources()) {
@@ -855,111 +759,309 @@ fn decide(
         Ok(None) => return Err(Denial::MissingToken.into()),
         Err(ExtractError::MultipleTokens) => return Err(Denial::MultipleTokens.into()),
     };
-    // A token that is not a JWT may be an opaque token of the provider that takes them.
-    // Only when a provider takes them: the shape test decodes the token's first segment.
-    if let Some((provider_index, provider)) = config.opaque_provider() {
-        if !token::has_jws_shape(found.value) {
-            check_request(accepted, provider_index, provider, &found)?;
-            if found.value.len() > config.max_token_bytes() {
-                return Err(Denial::Malformed(MalformedToken::TooLarge).into());
-            }
-            if !token::is_b64token(found.value) {
-                return Err(Denial::Malformed(MalformedToken::SegmentCount).into());
-            }
-            let answer = introspected(
-                services,
-                provider_index,
-                provider,
-                found.value,
-                now,
-                attempt,
-            )?;
-            let claims = match answer {
-                Some(claims) => claims,
-                // Without keys, introspection is what vouches: always configured.
-                None => return Err(Denial::IntrospectionUnavailable.into()),
-            };
-            verify::check_introspected(&claims, provider, now)?;
-            authorize(provider, Some(&claims))?;
-            let posture =
-                device_posture(config, services, request, rule, Some(&claims), now, attempt)?;
-            let token = Some(TokenInput {
-                issuer: &provider.issuer,
-                claims: &claims,
-            });
-            let policy_headers = rego_decision(config, request, host, rule, token, now)?;
-            let identity_headers = upstream::claim_headers(provider, &claims);
-            let subject = claims
-                .get("sub")
-                .and_then(serde_json::Value::as_str)
-                .filter(|subject| upstream::is_safe_text(subject))
-                .map(Arc::from);
-            let mut allowed = allow_verified(
-                provider,
-                request,
-                &found,
-                &identity_headers,
-                subject,
-                edits,
-                Grounds {
-                    rule: rule_name,
-                    verification: Verification::Introspection,
-                },
-            );
-            posture.apply(&mut allowed.edits);
-            allowed.edits.set_headers.extend(policy_headers);
-            return Ok(allowed);
+    let credential = match opaque(&route, services, accepted, &found, attempt)? {
+        Some(introspected) => introspected,
+        None => match remembered_token(&route, services, accepted, &found) {
+            Some(remembered) => remembered,
+            None => verified_now(&route, services, accepted, &found, attempt)?,
+        },
+    };
+    finish(&route, services, &found, credential, attempt)
+}
+
+/// The route a request takes: the allow rule that decides it (none: the default, a token from
+/// any provider), with what judging it needs. Only made once the address lists its rules name
+/// are at hand and every check that needs no token has passed.
+struct Route<'a, 'r> {
+    config: &'a Config,
+    request: &'a Request<'r>,
+    path: &'r str,
+    host: Option<&'r str>,
+    rule: Option<&'a Rule>,
+    /// The rule's name, or the default rule's.
+    rule_name: Arc<str>,
+    lists: ListsAt<'a>,
+    now: UnixSeconds,
+}
+
+impl<'a, 'r> Route<'a, 'r> {
+    fn of(
+        config: &'a Config,
+        remote: &'a dyn RemoteDocuments,
+        request: &'a Request<'r>,
+        now: UnixSeconds,
+        attempt: Attempt,
+    ) -> Result<Route<'a, 'r>, Stop> {
+        let path = request.path_only();
+        if !is_normalized(path) {
+            return Err(Denial::UnnormalizedPath.into());
         }
+        let mut route = Route {
+            config,
+            request,
+            path,
+            host: request_host(request),
+            rule: None,
+            rule_name: Arc::clone(config.default_rule()),
+            lists: ListsAt { remote, now },
+            now,
+        };
+        route.rule = config
+            .rules()
+            .iter()
+            .filter(|rule| !matches!(rule.action, RuleAction::Deny))
+            .find(|rule| route.matches(rule));
+        if let Some(rule) = route.rule {
+            route.rule_name = Arc::clone(&rule.name);
+        }
+        // The address lists the matching rules name are at hand before anything is judged (or
+        // the request waits for them, or is refused `503`): a list is never guessed at.
+        for named in route.deny_rules().chain(route.rule) {
+            let missing = named
+                .requirements
+                .source_ips
+                .iter()
+                .flat_map(|condition| condition.lists())
+                .find_map(|list| route.lists.address_list(list).err());
+            if let Some(missing) = missing {
+                return Err(list_missing(named, missing, attempt));
+            }
+        }
+        // Deny rules win: those that ask nothing of a token refuse before any token work.
+        for rule in route
+            .deny_rules()
+            .filter(|rule| !rule.requirements.reads_claims())
+        {
+            if route.context(&rule.name, &rule.requirements)?.is_ok() {
+                return Err(Denial::DeniedByRule {
+                    rule: Arc::clone(&rule.name),
+                }
+                .into());
+            }
+        }
+        if let Some(rule) = route.rule {
+            route
+                .context(&route.rule_name, &rule.requirements)?
+                .map_err(|unmet| Denial::Forbidden {
+                    rule: Arc::clone(&route.rule_name),
+                    unmet,
+                })?;
+        }
+        Ok(route)
     }
-    if let Some(cached) = services.token_cache.get(found.value) {
-        match remembered(config, services.remote, cached, &found, accepted, now) {
-            Remembered::Holds(provider) => {
-                introspected(
-                    services,
-                    cached.provider,
-                    provider,
-                    found.value,
-                    now,
-                    attempt,
-                )?;
-                authorize(provider, cached.claims.as_deref())?;
-                let posture = device_posture(
-                    config,
-                    services,
-                    request,
-                    rule,
-                    cached.claims.as_deref(),
-                    now,
-                    attempt,
-                )?;
-                let token = cached.claims.as_deref().map(|claims| TokenInput {
-                    issuer: &provider.issuer,
-                    claims,
+
+    fn matches(&self, rule: &Rule) -> bool {
+        rule_matches(rule, self.request.method, self.path, self.host)
+    }
+
+    /// The deny rules that match the request.
+    fn deny_rules(&self) -> impl Iterator<Item = &'a Rule> + '_ {
+        self.config
+            .rules()
+            .iter()
+            .filter(|rule| matches!(rule.action, RuleAction::Deny))
+            .filter(|rule| self.matches(rule))
+    }
+
+    /// Whether the request's context meets `requirements` (of the rule named `rule`). The
+    /// lists are at hand (see [`Route::of`]); were one missing, the request is refused all
+    /// the same.
+    fn context(
+        &self,
+        rule: &Arc<str>,
+        requirements: &Requirements,
+    ) -> Result<Result<(), Unmet>, Denial> {
+        let client = || self.config.client_address().of(self.request);
+        policy::check_context(requirements, client, &self.lists, self.now).map_err(|_| {
+            Denial::AddressListUnavailable {
+                rule: Arc::clone(rule),
+            }
+        })
+    }
+
+    /// What a verified token's claims must meet: no deny rule that reads them holds, and the
+    /// route's rule's requirements do.
+    fn authorize(&self, provider: &Provider, claims: Option<&Claims>) -> Result<(), Denial> {
+        for deny in self
+            .deny_rules()
+            .filter(|rule| rule.requirements.reads_claims())
+        {
+            let holds = self.context(&deny.name, &deny.requirements)?.is_ok()
+                && claims.is_some_and(|claims| {
+                    let identity = Identity {
+                        claims,
+                        role_claims: &provider.role_claims,
+                    };
+                    policy::check(&deny.requirements, identity, self.now).is_ok()
                 });
-                let policy_headers = rego_decision(config, request, host, rule, token, now)?;
-                let identity_headers = &cached.identity_headers;
-                let subject = cached.subject.clone();
-                let verification = Verification::CacheHit;
-                let mut allowed = allow_verified(
-                    provider,
-                    request,
-                    &found,
-                    identity_headers,
-                    subject,
-                    edits,
-                    Grounds {
-                        rule: rule_name,
-                        verification,
-                    },
-                );
-                posture.apply(&mut allowed.edits);
-                allowed.edits.set_headers.extend(policy_headers);
-                return Ok(allowed);
+            if holds {
+                return Err(Denial::DeniedByRule {
+                    rule: Arc::clone(&deny.name),
+                });
             }
-            Remembered::NoLonger => services.token_cache.remove(found.value),
-            Remembered::NotHere => {}
         }
+        let requirements = self.rule.map(|rule| &rule.requirements);
+        meets(requirements, provider, claims, self.now).map_err(|unmet| Denial::Forbidden {
+            rule: Arc::clone(&self.rule_name),
+            unmet,
+        })
     }
+
+    /// A route that needs no token: allowed once its Rego policy (if any) agrees.
+    fn anonymous(&self) -> Result<Allowed, Stop> {
+        let mut edits = UpstreamEdits::removing_identity_headers(self.config);
+        let headers = rego_decision(
+            self.config,
+            self.request,
+            self.host,
+            self.rule,
+            None,
+            self.now,
+        )?;
+        edits.set_headers.extend(headers);
+        Ok(Allowed {
+            rule: Arc::clone(&self.rule_name),
+            provider: None,
+            subject: None,
+            edits,
+            verification: Verification::Anonymous,
+        })
+    }
+
+    /// What a token of `provider` earns on this route, before the checks every credential
+    /// goes through ([`finish`]).
+    fn allowance(
+        &self,
+        provider: &Provider,
+        found: &FoundToken<'_>,
+        identity_headers: &[(Arc<str>, Arc<str>)],
+        subject: Option<Arc<str>>,
+        verification: Verification,
+    ) -> Allowed {
+        allow_verified(
+            provider,
+            self.request,
+            found,
+            identity_headers,
+            subject,
+            UpstreamEdits::removing_identity_headers(self.config),
+            Grounds {
+                rule: Arc::clone(&self.rule_name),
+                verification,
+            },
+        )
+    }
+}
+
+/// A token that checked out — introspected, remembered, or verified now — and what it earns.
+struct Credential<'a> {
+    provider_index: ProviderIndex,
+    provider: &'a Provider,
+    /// Its claims, when a rule reads them (an introspected token's always).
+    claims: Option<Arc<Claims>>,
+    allowed: Allowed,
+    /// Its provider's introspection is still to be consulted (it was not what vouched).
+    introspect: bool,
+}
+
+/// A token that is not a JWT may be an opaque token of the provider that takes them (only
+/// when one does: the shape test decodes the token's first segment); its provider's
+/// introspection vouches for it. `None`: not such a token.
+fn opaque<'a>(
+    route: &Route<'a, '_>,
+    services: &Services<'_>,
+    accepted: Option<&[ProviderIndex]>,
+    found: &FoundToken<'_>,
+    attempt: Attempt,
+) -> Result<Option<Credential<'a>>, Stop> {
+    let Some((provider_index, provider)) = route.config.opaque_provider() else {
+        return Ok(None);
+    };
+    if token::has_jws_shape(found.value) {
+        return Ok(None);
+    }
+    check_request(accepted, provider_index, provider, found)?;
+    if found.value.len() > route.config.max_token_bytes() {
+        return Err(Denial::Malformed(MalformedToken::TooLarge).into());
+    }
+    if !token::is_b64token(found.value) {
+        return Err(Denial::Malformed(MalformedToken::SegmentCount).into());
+    }
+    let answer = introspected(
+        services,
+        provider_index,
+        provider,
+        found.value,
+        route.now,
+        attempt,
+    )?;
+    // Without keys, introspection is what vouches: always configured.
+    let claims = answer.ok_or(Denial::IntrospectionUnavailable)?;
+    verify::check_introspected(&claims, provider, route.now)?;
+    let identity_headers = upstream::claim_headers(provider, &claims);
+    let subject = claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .filter(|subject| upstream::is_safe_text(subject))
+        .map(Arc::from);
+    let allowed = route.allowance(
+        provider,
+        found,
+        &identity_headers,
+        subject,
+        Verification::Introspection,
+    );
+    Ok(Some(Credential {
+        provider_index,
+        provider,
+        claims: Some(claims),
+        allowed,
+        introspect: false,
+    }))
+}
+
+/// A token verified before, if its verification still holds for this request; one whose key
+/// left its provider's keys, or whose time is up, is forgotten.
+fn remembered_token<'a>(
+    route: &Route<'a, '_>,
+    services: &mut Services<'_>,
+    accepted: Option<&[ProviderIndex]>,
+    found: &FoundToken<'_>,
+) -> Option<Credential<'a>> {
+    let cached = services.token_cache.get(found.value)?;
+    let remote = services.remote;
+    match remembered(route.config, remote, cached, found, accepted, route.now) {
+        Remembered::Holds(provider) => Some(Credential {
+            provider_index: cached.provider,
+            provider,
+            claims: cached.claims.clone(),
+            allowed: route.allowance(
+                provider,
+                found,
+                &cached.identity_headers,
+                cached.subject.clone(),
+                Verification::CacheHit,
+            ),
+            introspect: true,
+        }),
+        Remembered::NoLonger => {
+            services.token_cache.remove(found.value);
+            None
+        }
+        Remembered::NotHere => None,
+    }
+}
+
+/// A JWT verified now (strictly parsed, its provider picked by `iss`, then [`verify::verify`]),
+/// and remembered. An unknown `kid` of remote keys waits, once, for a refetch.
+fn verified_now<'a>(
+    route: &Route<'a, '_>,
+    services: &mut Services<'_>,
+    accepted: Option<&[ProviderIndex]>,
+    found: &FoundToken<'_>,
+    attempt: Attempt,
+) -> Result<Credential<'a>, Stop> {
+    let (config, now) = (route.config, route.now);
     let untrusted = token::parse(found.value, config.max_token_bytes())?;
     let (provider_index, provider) = untrusted
         .claims()
@@ -967,23 +1069,19 @@ fn decide(
         .and_then(serde_json::Value::as_str)
         .and_then(|issuer| config.provider_by_issuer(issuer))
         .ok_or(Denial::UnknownIssuer)?;
-    check_request(accepted, provider_index, provider, &found)?;
-    let wait = |cause| {
-        Stop::Wait(Wait {
-            source: RemoteSource::Keys(provider_index),
-            cause,
-        })
-    };
+    check_request(accepted, provider_index, provider, found)?;
     let keys = keys_to_verify(provider_index, provider, services.remote, now, attempt)?;
     let is_remote = matches!(provider.keys, KeySource::Remote(_));
     let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
         Ok(verified) => verified,
         Err(Rejection::UnknownKeyId) if is_remote && attempt == Attempt::First => {
-            return Err(wait(WaitCause::UnknownKeyId))
+            return Err(Stop::Wait(Wait {
+                source: RemoteSource::Keys(provider_index),
+                cause: WaitCause::UnknownKeyId,
+            }))
         }
         Err(rejection) => return Err(rejection.into()),
     };
-
     let identity_headers = upstream::identity_headers(provider, &verified);
     // The subject goes into filter state and from there into access logs.
     let subject: Option<Arc<str>> = verified
@@ -995,18 +1093,16 @@ fn decide(
     let claims = config
         .policy_reads_claims()
         .then(|| Arc::new(verified.into_claims()));
-    let allowed = allow_verified(
+    let allowed = route.allowance(
         provider,
-        request,
-        &found,
+        found,
         &identity_headers,
         subject.clone(),
-        edits,
-        Grounds {
-            rule: Arc::clone(&rule_name),
-            verification: Verification::Signature,
-        },
+        Verification::Signature,
     );
+    // Remembered before the route's own checks: the token is valid whatever this route
+    // requires of it (and whatever its provider says of it now: introspection answers are
+    // remembered apart).
     services.token_cache.insert(
         found.value,
         CachedToken {
@@ -1018,22 +1114,49 @@ fn decide(
             claims: claims.clone(),
         },
     );
-    // After remembering: the token is valid whatever this route requires of it (and whatever
-    // its provider says of it now: introspection answers are remembered apart).
-    introspected(
-        services,
+    Ok(Credential {
         provider_index,
         provider,
-        found.value,
-        now,
-        attempt,
-    )?;
-    authorize(provider, claims.as_deref())?;
+        claims,
+        allowed,
+        introspect: true,
+    })
+}
+
+/// What every credential goes through, whichever way it checked out: its provider's
+/// introspection (unless that is what vouched), the deny rules that read claims and the
+/// route's requirements, the device posture, and last the Rego policy.
+fn finish(
+    route: &Route<'_, '_>,
+    services: &Services<'_>,
+    found: &FoundToken<'_>,
+    credential: Credential<'_>,
+    attempt: Attempt,
+) -> Result<Allowed, Stop> {
+    let Credential {
+        provider_index,
+        provider,
+        claims,
+        mut allowed,
+        introspect,
+    } = credential;
+    let now = route.now;
+    if introspect {
+        introspected(
+            services,
+            provider_index,
+            provider,
+            found.value,
+            now,
+            attempt,
+        )?;
+    }
+    route.authorize(provider, claims.as_deref())?;
     let posture = device_posture(
-        config,
+        route.config,
         services,
-        request,
-        rule,
+        route.request,
+        route.rule,
         claims.as_deref(),
         now,
         attempt,
@@ -1042,8 +1165,14 @@ fn decide(
         issuer: &provider.issuer,
         claims,
     });
-    let policy_headers = rego_decision(config, request, host, rule, token, now)?;
-    let mut allowed = allowed;
+    let policy_headers = rego_decision(
+        route.config,
+        route.request,
+        route.host,
+        route.rule,
+        token,
+        now,
+    )?;
     posture.apply(&mut allowed.edits);
     allowed.edits.set_headers.extend(policy_headers);
     Ok(allowed)
