@@ -209,216 +209,83 @@ pub enum DeviceProblem {
     Posture(Vec<String>),
 }
 
-/// The stable, machine-readable name of a denial: response bodies, stats and filter state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    MissingToken,
-    MultipleTokens,
-    UnnormalizedPath,
-    TokenTooLarge,
-    MalformedToken,
-    NonCanonicalBase64,
-    MalformedJson,
-    DuplicateJsonMember,
-    CriticalHeader,
-    UnencodedPayload,
-    MalformedHeader,
-    UnsupportedAlgorithm,
-    UnknownIssuer,
-    IssuerNotAccepted,
-    WrongTokenSource,
-    TokenTypeNotAllowed,
-    AlgorithmNotAllowed,
-    MissingClaim,
-    InvalidClaim,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    LifetimeTooLong,
-    AudienceMismatch,
-    UnknownKeyId,
-    NoCompatibleKey,
-    BadSignature,
-    KeysUnavailable,
-    AddressListUnavailable,
-    TokenInactive,
-    IntrospectionUnavailable,
-    DeniedByRule,
-    RegoDenied,
-    RegoError,
-    DeviceTokenMissing,
-    DeviceTokenInvalid,
-    DeviceNotBound,
-    DevicePostureFailed,
-    SourceAddressNotAllowed,
-    OutsideTimeWindow,
-    InsufficientScope,
-    InsufficientRole,
-    ClaimConditionFailed,
-    AuthenticationTooOld,
-    AuthenticationTooWeak,
+/// Declares [`Reason`] with its name and description per variant, and [`Reason::ALL`] from the
+/// same list: a reason added here is counted, named and described, or the crate does not build.
+macro_rules! reasons {
+    ($($variant:ident => $name:literal, $description:literal;)*) => {
+        /// The stable, machine-readable name of a denial: response bodies, stats and filter
+        /// state.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, so the adapter can create one counter per reason up front.
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
+            }
+
+        /// A short human explanation, safe inside an RFC 6750 `error_description` (no `"` or `\`).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $description,)*
+                }
+            }
+        }
+    };
 }
 
-impl Reason {
-    /// Every reason, so the adapter can create one counter per reason up front.
-    pub const ALL: [Reason; 45] = [
-        Reason::MissingToken,
-        Reason::MultipleTokens,
-        Reason::UnnormalizedPath,
-        Reason::TokenTooLarge,
-        Reason::MalformedToken,
-        Reason::NonCanonicalBase64,
-        Reason::MalformedJson,
-        Reason::DuplicateJsonMember,
-        Reason::CriticalHeader,
-        Reason::UnencodedPayload,
-        Reason::MalformedHeader,
-        Reason::UnsupportedAlgorithm,
-        Reason::UnknownIssuer,
-        Reason::IssuerNotAccepted,
-        Reason::WrongTokenSource,
-        Reason::TokenTypeNotAllowed,
-        Reason::AlgorithmNotAllowed,
-        Reason::MissingClaim,
-        Reason::InvalidClaim,
-        Reason::Expired,
-        Reason::NotYetValid,
-        Reason::IssuedInFuture,
-        Reason::LifetimeTooLong,
-        Reason::AudienceMismatch,
-        Reason::UnknownKeyId,
-        Reason::NoCompatibleKey,
-        Reason::BadSignature,
-        Reason::KeysUnavailable,
-        Reason::AddressListUnavailable,
-        Reason::TokenInactive,
-        Reason::IntrospectionUnavailable,
-        Reason::DeniedByRule,
-        Reason::RegoDenied,
-        Reason::RegoError,
-        Reason::DeviceTokenMissing,
-        Reason::DeviceTokenInvalid,
-        Reason::DeviceNotBound,
-        Reason::DevicePostureFailed,
-        Reason::SourceAddressNotAllowed,
-        Reason::OutsideTimeWindow,
-        Reason::InsufficientScope,
-        Reason::InsufficientRole,
-        Reason::ClaimConditionFailed,
-        Reason::AuthenticationTooOld,
-        Reason::AuthenticationTooWeak,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MissingToken => "missing_token",
-            Reason::MultipleTokens => "multiple_tokens",
-            Reason::UnnormalizedPath => "unnormalized_path",
-            Reason::TokenTooLarge => "token_too_large",
-            Reason::MalformedToken => "malformed_token",
-            Reason::NonCanonicalBase64 => "non_canonical_base64",
-            Reason::MalformedJson => "malformed_json",
-            Reason::DuplicateJsonMember => "duplicate_json_member",
-            Reason::CriticalHeader => "critical_header",
-            Reason::UnencodedPayload => "unencoded_payload",
-            Reason::MalformedHeader => "malformed_header",
-            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
-            Reason::UnknownIssuer => "unknown_issuer",
-            Reason::IssuerNotAccepted => "issuer_not_accepted",
-            Reason::WrongTokenSource => "wrong_token_source",
-            Reason::TokenTypeNotAllowed => "token_type_not_allowed",
-            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
-            Reason::MissingClaim => "missing_claim",
-            Reason::InvalidClaim => "invalid_claim",
-            Reason::Expired => "expired",
-            Reason::NotYetValid => "not_yet_valid",
-            Reason::IssuedInFuture => "issued_in_future",
-            Reason::LifetimeTooLong => "lifetime_too_long",
-            Reason::AudienceMismatch => "audience_mismatch",
-            Reason::UnknownKeyId => "unknown_key_id",
-            Reason::NoCompatibleKey => "no_compatible_key",
-            Reason::BadSignature => "bad_signature",
-            Reason::KeysUnavailable => "keys_unavailable",
-            Reason::AddressListUnavailable => "address_list_unavailable",
-            Reason::TokenInactive => "token_inactive",
-            Reason::IntrospectionUnavailable => "introspection_unavailable",
-            Reason::DeniedByRule => "denied_by_rule",
-            Reason::RegoDenied => "rego_denied",
-            Reason::RegoError => "rego_error",
-            Reason::DeviceTokenMissing => "device_token_missing",
-            Reason::DeviceTokenInvalid => "device_token_invalid",
-            Reason::DeviceNotBound => "device_not_bound",
-            Reason::DevicePostureFailed => "device_posture_failed",
-            Reason::SourceAddressNotAllowed => "source_address_not_allowed",
-            Reason::OutsideTimeWindow => "outside_time_window",
-            Reason::InsufficientScope => "insufficient_scope",
-            Reason::InsufficientRole => "insufficient_role",
-            Reason::ClaimConditionFailed => "claim_condition_failed",
-            Reason::AuthenticationTooOld => "authentication_too_old",
-            Reason::AuthenticationTooWeak => "authentication_too_weak",
-        }
-    }
-
-    /// A short human explanation, safe inside an RFC 6750 `error_description` (no `"` or `\`).
-    pub fn description(self) -> &'static str {
-        match self {
-            Reason::MissingToken => "a bearer token is required",
-            Reason::MultipleTokens => "the request carries more than one token",
-            Reason::UnnormalizedPath => "the request path is not normalized",
-            Reason::TokenTooLarge => "the token is too large",
-            Reason::MalformedToken => "the token is not a compact JWS of three segments",
-            Reason::NonCanonicalBase64 => "a token segment is not canonical base64url",
-            Reason::MalformedJson => "the token header or payload is not a JSON object",
-            Reason::DuplicateJsonMember => "the token header or payload repeats a member name",
-            Reason::CriticalHeader => "the token has critical header extensions",
-            Reason::UnencodedPayload => "unencoded payloads are not accepted",
-            Reason::MalformedHeader => "the token header has a missing or mistyped member",
-            Reason::UnsupportedAlgorithm => "the token algorithm is not supported",
-            Reason::UnknownIssuer => "the token issuer is not known",
-            Reason::IssuerNotAccepted => "the token issuer is not accepted for this route",
-            Reason::WrongTokenSource => "the token was sent where its issuer does not send tokens",
-            Reason::TokenTypeNotAllowed => "the token type is not accepted",
-            Reason::AlgorithmNotAllowed => "the token algorithm is not allowed",
-            Reason::MissingClaim => "the token lacks a required claim",
-            Reason::InvalidClaim => "a token claim has an invalid value",
-            Reason::Expired => "the token has expired",
-            Reason::NotYetValid => "the token is not valid yet",
-            Reason::IssuedInFuture => "the token is issued in the future",
-            Reason::LifetimeTooLong => "the token lifetime exceeds the allowed maximum",
-            Reason::AudienceMismatch => "the token audience is not accepted",
-            Reason::UnknownKeyId => "the token key id is not known",
-            Reason::NoCompatibleKey => "no key can verify the token algorithm",
-            Reason::BadSignature => "the token signature is invalid",
-            Reason::KeysUnavailable => "the identity provider keys are unavailable",
-            Reason::AddressListUnavailable => "an address list this route needs is unavailable",
-            Reason::TokenInactive => "the identity provider says the token is not active",
-            Reason::IntrospectionUnavailable => {
-                "the identity provider cannot say whether the token is active"
-            }
-            Reason::DeniedByRule => "a deny rule refuses this request",
-            Reason::RegoDenied => "the route's policy refuses this request",
-            Reason::RegoError => "the route's policy failed",
-            Reason::DeviceTokenMissing => "this route requires a device token",
-            Reason::DeviceTokenInvalid => "the device token is invalid",
-            Reason::DeviceNotBound => "the device token belongs to another user",
-            Reason::DevicePostureFailed => {
-                "the device does not meet this route's posture requirements"
-            }
-            Reason::SourceAddressNotAllowed => {
-                "requests from this address are not allowed on this route"
-            }
-            Reason::OutsideTimeWindow => "this route is closed at this time",
-            Reason::InsufficientScope => "the token lacks a scope this route requires",
-            Reason::InsufficientRole => "the caller lacks a role this route requires",
-            Reason::ClaimConditionFailed => "the token claims do not meet this route's conditions",
-            Reason::AuthenticationTooOld => {
-                "the user must authenticate again: the last authentication is too old"
-            }
-            Reason::AuthenticationTooWeak => {
-                "the user must authenticate again with a stronger method"
-            }
-        }
-    }
+reasons! {
+    MissingToken => "missing_token", "a bearer token is required";
+    MultipleTokens => "multiple_tokens", "the request carries more than one token";
+    UnnormalizedPath => "unnormalized_path", "the request path is not normalized";
+    TokenTooLarge => "token_too_large", "the token is too large";
+    MalformedToken => "malformed_token", "the token is not a compact JWS of three segments";
+    NonCanonicalBase64 => "non_canonical_base64", "a token segment is not canonical base64url";
+    MalformedJson => "malformed_json", "the token header or payload is not a JSON object";
+    DuplicateJsonMember => "duplicate_json_member", "the token header or payload repeats a member name";
+    CriticalHeader => "critical_header", "the token has critical header extensions";
+    UnencodedPayload => "unencoded_payload", "unencoded payloads are not accepted";
+    MalformedHeader => "malformed_header", "the token header has a missing or mistyped member";
+    UnsupportedAlgorithm => "unsupported_algorithm", "the token algorithm is not supported";
+    UnknownIssuer => "unknown_issuer", "the token issuer is not known";
+    IssuerNotAccepted => "issuer_not_accepted", "the token issuer is not accepted for this route";
+    WrongTokenSource => "wrong_token_source", "the token was sent where its issuer does not send tokens";
+    TokenTypeNotAllowed => "token_type_not_allowed", "the token type is not accepted";
+    AlgorithmNotAllowed => "algorithm_not_allowed", "the token algorithm is not allowed";
+    MissingClaim => "missing_claim", "the token lacks a required claim";
+    InvalidClaim => "invalid_claim", "a token claim has an invalid value";
+    Expired => "expired", "the token has expired";
+    NotYetValid => "not_yet_valid", "the token is not valid yet";
+    IssuedInFuture => "issued_in_future", "the token is issued in the future";
+    LifetimeTooLong => "lifetime_too_long", "the token lifetime exceeds the allowed maximum";
+    AudienceMismatch => "audience_mismatch", "the token audience is not accepted";
+    UnknownKeyId => "unknown_key_id", "the token key id is not known";
+    NoCompatibleKey => "no_compatible_key", "no key can verify the token algorithm";
+    BadSignature => "bad_signature", "the token signature is invalid";
+    KeysUnavailable => "keys_unavailable", "the identity provider keys are unavailable";
+    AddressListUnavailable => "address_list_unavailable", "an address list this route needs is unavailable";
+    TokenInactive => "token_inactive", "the identity provider says the token is not active";
+    IntrospectionUnavailable => "introspection_unavailable", "the identity provider cannot say whether the token is active";
+    DeniedByRule => "denied_by_rule", "a deny rule refuses this request";
+    RegoDenied => "rego_denied", "the route's policy refuses this request";
+    RegoError => "rego_error", "the route's policy failed";
+    DeviceTokenMissing => "device_token_missing", "this route requires a device token";
+    DeviceTokenInvalid => "device_token_invalid", "the device token is invalid";
+    DeviceNotBound => "device_not_bound", "the device token belongs to another user";
+    DevicePostureFailed => "device_posture_failed", "the device does not meet this route's posture requirements";
+    SourceAddressNotAllowed => "source_address_not_allowed", "requests from this address are not allowed on this route";
+    OutsideTimeWindow => "outside_time_window", "this route is closed at this time";
+    InsufficientScope => "insufficient_scope", "the token lacks a scope this route requires";
+    InsufficientRole => "insufficient_role", "the caller lacks a role this route requires";
+    ClaimConditionFailed => "claim_condition_failed", "the token claims do not meet this route's conditions";
+    AuthenticationTooOld => "authentication_too_old", "the user must authenticate again: the last authentication is too old";
+    AuthenticationTooWeak => "authentication_too_weak", "the user must authenticate again with a stronger method";
 }
 
 /// A response to send instead of forwarding the request.
@@ -427,6 +294,42 @@ pub struct Response {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Response {
+    /// A JSON answer that no cache may keep: the shape of every denial but a Rego policy's
+    /// own, and of the adapter's internal error.
+    pub fn json(status: u32, body: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("cache-control".to_owned(), "no-store".to_owned()),
+            ],
+            body: body.to_string(),
+        }
+    }
+
+    /// The answer to a request the filter could not judge because the host failed it: `500`,
+    /// reason `internal_error` (the log line says what failed).
+    pub fn internal_error() -> Response {
+        Response::json(
+            500,
+            &json!({"error": "internal_error", "reason": "internal_error"}),
+        )
+    }
+
+    /// With a `WWW-Authenticate` challenge, first.
+    fn challenged(mut self, challenge: String) -> Response {
+        self.headers
+            .insert(0, ("www-authenticate".to_owned(), challenge));
+        self
+    }
+
+    fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
 }
 
 impl Denial {
@@ -573,14 +476,7 @@ impl Denial {
                 {
                     object.insert("claim".to_owned(), json!(path));
                 }
-                return Response {
-                    status: 403,
-                    headers: vec![
-                        ("content-type".to_owned(), "application/json".to_owned()),
-                        ("cache-control".to_owned(), "no-store".to_owned()),
-                    ],
-                    body: body.to_string(),
-                };
+                return Response::json(403, &body);
             }
             _ => {}
         }
@@ -595,15 +491,8 @@ impl Denial {
             if let Some(rule) = self.rule() {
                 body.insert("rule".to_owned(), json!(rule));
             }
-            return Response {
-                status: 503,
-                headers: vec![
-                    ("content-type".to_owned(), "application/json".to_owned()),
-                    ("cache-control".to_owned(), "no-store".to_owned()),
-                    ("retry-after".to_owned(), "5".to_owned()),
-                ],
-                body: serde_json::Value::Object(body).to_string(),
-            };
+            return Response::json(503, &serde_json::Value::Object(body))
+                .with_header("retry-after", "5");
         }
         let (status, error) = match self {
             Denial::MissingToken => (401, None),
@@ -625,22 +514,14 @@ impl Denial {
         if let (Some(claim), Some(object)) = (self.claim(), body.as_object_mut()) {
             object.insert("claim".to_owned(), json!(claim));
         }
-        Response {
-            status,
-            headers: vec![
-                ("www-authenticate".to_owned(), challenge),
-                ("content-type".to_owned(), "application/json".to_owned()),
-                ("cache-control".to_owned(), "no-store".to_owned()),
-            ],
-            body: body.to_string(),
-        }
+        Response::json(status, &body).challenged(challenge)
     }
 }
 
 fn forbidden(unmet: &Unmet, rule: &str, reason: Reason, realm: &str) -> Response {
     let description = reason.description();
     let mut status = 403;
-    let mut headers = Vec::with_capacity(3);
+    let mut challenge = None;
     // Scopes and `acr` values are checked at configure time to hold no `"` or `\`: safe to
     // quote in a challenge.
     let mut body = serde_json::Map::new();
@@ -648,26 +529,23 @@ fn forbidden(unmet: &Unmet, rule: &str, reason: Reason, realm: &str) -> Response
         Unmet::StepUp(step_up) => {
             // RFC 9470 §3: a 401 whose challenge says what the new authentication must meet.
             status = 401;
-            let mut challenge = format!(
+            let mut step_up_challenge = format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_user_authentication\", error_description=\"{description}\""
             );
             if let Some(acr_values) = &step_up.acr_values {
-                challenge.push_str(&format!(", acr_values=\"{acr_values}\""));
+                step_up_challenge.push_str(&format!(", acr_values=\"{acr_values}\""));
                 body.insert("acr_values".to_owned(), json!(acr_values));
             }
             if let Some(max_age) = step_up.max_age {
-                challenge.push_str(&format!(", max_age={max_age}"));
+                step_up_challenge.push_str(&format!(", max_age={max_age}"));
                 body.insert("max_age".to_owned(), json!(max_age));
             }
-            headers.push(("www-authenticate".to_owned(), challenge));
+            challenge = Some(step_up_challenge);
             "insufficient_user_authentication"
         }
         Unmet::Scopes(scopes) => {
-            headers.push((
-                "www-authenticate".to_owned(),
-                format!(
-                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{scopes}\""
-                ),
+            challenge = Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{description}\", scope=\"{scopes}\""
             ));
             body.insert("scope".to_owned(), json!(scopes));
             "insufficient_scope"
@@ -687,12 +565,10 @@ fn forbidden(unmet: &Unmet, rule: &str, reason: Reason, realm: &str) -> Response
     body.insert("rule".to_owned(), json!(rule));
     body.insert("reason".to_owned(), json!(reason.as_str()));
     body.insert("description".to_owned(), json!(description));
-    headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    headers.push(("cache-control".to_owned(), "no-store".to_owned()));
-    Response {
-        status,
-        headers,
-        body: serde_json::Value::Object(body).to_string(),
+    let response = Response::json(status, &serde_json::Value::Object(body));
+    match challenge {
+        Some(challenge) => response.challenged(challenge),
+        None => response,
     }
 }
 

@@ -2481,3 +2481,20 @@ fn issuer_template_mistakes_are_refused() {
         Some("providers[2].issuer".to_owned())
     );
 }
+
+#[test]
+fn the_internal_error_is_a_json_answer_like_the_denials() {
+    let response = Response::internal_error();
+    assert_eq!(response.status, 500);
+    assert_eq!(
+        response.body,
+        r#"{"error":"internal_error","reason":"internal_error"}"#
+    );
+    assert_eq!(
+        response.headers,
+        vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ]
+    );
+}

@@ -4,7 +4,7 @@
 
 use super::abi::{self, LogLevel, MapType};
 
-use crate::decision::{Allowed, Denial};
+use crate::decision::{Allowed, Denial, Response};
 
 use super::{log, Shared};
 
@@ -104,15 +104,12 @@ pub(crate) fn fail_closed_unconfigured(context_id: u32, message: &str) -> Applie
     log(LogLevel::Error, context_id, message);
     set_property(DECISION_PROPERTY, "deny");
     set_property(REASON_PROPERTY, "internal_error");
-    let headers = [
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("cache-control".to_owned(), "no-store".to_owned()),
-    ];
+    let response = Response::internal_error();
     send(
         context_id,
-        500,
-        &headers,
-        r#"{"error":"internal_error","reason":"internal_error"}"#,
+        response.status,
+        &response.headers,
+        &response.body,
     )
 }
 
