@@ -1089,22 +1089,7 @@ fn validate_provider(
     mut raw: RawProvider,
 ) -> Result<(Provider, Vec<SkippedKey>), ConfigError> {
     validate_source_name(field, &raw.name)?;
-    if raw.issuer.is_empty() {
-        return Err(error(format!("{field}.issuer"), "must not be empty"));
-    }
-    let tenants = validate_tenants(field, &raw.issuer, raw.tenants.take())?;
-    if tenants.is_some() && raw.discovery.as_ref().is_some_and(|d| d.uri.is_none()) {
-        return Err(error(
-            format!("{field}.discovery.uri"),
-            "required with an issuer template: the discovery document of a multi-tenant provider is at an address of its own (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration)",
-        ));
-    }
-    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
-        return Err(error(
-            format!("{field}.audiences"),
-            "at least one non-empty audience is required",
-        ));
-    }
+    let tenants = validate_issuer_and_audiences(field, &mut raw)?;
 
     let algorithms_given = raw.algorithms.is_some();
     let algorithms = validate_algorithms(field, raw.algorithms.take())?;
@@ -1114,6 +1099,7 @@ fn validate_provider(
         validate_keys(field, &mut raw, &algorithms, algorithms_given, allow_http)?;
     let introspection = raw
         .introspection
+        .take()
         .map(|introspection| {
             validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
         })
@@ -1121,30 +1107,7 @@ fn validate_provider(
 
     let token_sources = validate_token_sources(field, raw.token_sources.take())?;
 
-    let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
-    if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
-        return Err(error(
-            format!("{field}.clock_skew_seconds"),
-            format!("at most {MAX_CLOCK_SKEW_SECONDS}"),
-        ));
-    }
-
-    let required_claims = raw
-        .required_claims
-        .unwrap_or_else(|| vec!["exp".to_owned()]);
-    if let Some(index) = required_claims.iter().position(String::is_empty) {
-        return Err(error(
-            format!("{field}.required_claims[{index}]"),
-            "must not be empty",
-        ));
-    }
-
-    if raw.max_lifetime_seconds == Some(0) {
-        return Err(error(
-            format!("{field}.max_lifetime_seconds"),
-            "must be greater than 0",
-        ));
-    }
+    let (clock_skew_seconds, required_claims) = validate_claim_checks(field, &mut raw)?;
 
     let token_types = validate_token_types(field, raw.token_types.take())?;
 
@@ -1177,6 +1140,65 @@ fn validate_provider(
         },
         skipped,
     ))
+}
+
+/// Who a provider's tokens come from and are for: a non-empty issuer (or issuer template,
+/// then with its tenants, and discovery at an address of its own), non-empty audiences.
+fn validate_issuer_and_audiences(
+    field: &str,
+    raw: &mut RawProvider,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    if raw.issuer.is_empty() {
+        return Err(error(format!("{field}.issuer"), "must not be empty"));
+    }
+    let tenants = validate_tenants(field, &raw.issuer, raw.tenants.take())?;
+    if tenants.is_some() && raw.discovery.as_ref().is_some_and(|d| d.uri.is_none()) {
+        return Err(error(
+            format!("{field}.discovery.uri"),
+            "required with an issuer template: the discovery document of a multi-tenant provider is at an address of its own (Entra ID: https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration)",
+        ));
+    }
+    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+        return Err(error(
+            format!("{field}.audiences"),
+            "at least one non-empty audience is required",
+        ));
+    }
+    Ok(tenants)
+}
+
+/// The clock skew allowed and the claims a provider's tokens must carry; a lifetime limit,
+/// when set, is at least a second.
+fn validate_claim_checks(
+    field: &str,
+    raw: &mut RawProvider,
+) -> Result<(u64, Vec<String>), ConfigError> {
+    let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
+    if clock_skew_seconds > MAX_CLOCK_SKEW_SECONDS {
+        return Err(error(
+            format!("{field}.clock_skew_seconds"),
+            format!("at most {MAX_CLOCK_SKEW_SECONDS}"),
+        ));
+    }
+
+    let required_claims = raw
+        .required_claims
+        .take()
+        .unwrap_or_else(|| vec!["exp".to_owned()]);
+    if let Some(index) = required_claims.iter().position(String::is_empty) {
+        return Err(error(
+            format!("{field}.required_claims[{index}]"),
+            "must not be empty",
+        ));
+    }
+
+    if raw.max_lifetime_seconds == Some(0) {
+        return Err(error(
+            format!("{field}.max_lifetime_seconds"),
+            "must be greater than 0",
+        ));
+    }
+    Ok((clock_skew_seconds, required_claims))
 }
 
 /// The algorithms a provider accepts: all supported by default, never `none` or HMAC.
@@ -1662,8 +1684,54 @@ fn validate_rule(
     list_names: &[&str],
 ) -> Result<Rule, ConfigError> {
     let field = &format!("rules[{index}]");
-    let name: Arc<str> = match raw.name {
-        None => Arc::from(field.as_str()),
+    let name = validate_rule_name(field, raw.name)?;
+    let Matching {
+        hosts,
+        path,
+        methods,
+    } = validate_match(field, raw.request_match)?;
+    if raw.deny.is_some()
+        && (raw.allow.is_some() || raw.providers.is_some() || raw.require.is_some())
+    {
+        return Err(error(
+            field,
+            "a deny rule has `deny` (its conditions) and no `allow`, `providers` or `require`",
+        ));
+    }
+    let action = validate_action(
+        field,
+        raw.allow,
+        raw.providers,
+        raw.deny.is_some(),
+        providers,
+    )?;
+    let requirements = match (raw.require, raw.deny) {
+        (Some(raw), _) => policy::validate(&format!("{field}.require"), raw, list_names)
+            .map_err(|(field, problem)| error(field, problem))?,
+        (None, Some(raw)) => policy::validate_deny(&format!("{field}.deny"), raw, list_names)
+            .map_err(|(field, problem)| error(field, problem))?,
+        (None, None) => Requirements::default(),
+    };
+    if matches!(action, RuleAction::AllowAnonymous) && requirements.reads_claims() {
+        return Err(error(
+            format!("{field}.require"),
+            "an anonymous rule has no token to require scopes, roles, claims or authentication of (`source_ips` and `time` it may have)",
+        ));
+    }
+    Ok(Rule {
+        name,
+        path,
+        methods,
+        hosts,
+        action,
+        requirements,
+    })
+}
+
+/// A rule's name: given, or its position.
+fn validate_rule_name(field: &str, name: Option<String>) -> Result<Arc<str>, ConfigError> {
+    Ok(match name {
+        None => Arc::from(field),
         Some(name) => {
             let plain = !name.is_empty()
                 && name.len() <= 64
@@ -1678,8 +1746,19 @@ fn validate_rule(
             }
             Arc::from(name)
         }
-    };
-    let hosts = match raw.request_match.hosts {
+    })
+}
+
+/// A rule's `match`, validated.
+struct Matching {
+    hosts: Option<Vec<HostMatch>>,
+    path: PathMatch,
+    methods: Option<Vec<String>>,
+}
+
+/// What requests a rule matches: hosts, path, methods (each omitted: every one).
+fn validate_match(field: &str, raw: RawMatch) -> Result<Matching, ConfigError> {
+    let hosts = match raw.hosts {
         None => None,
         Some(hosts) if hosts.is_empty() => {
             return Err(error(
@@ -1695,7 +1774,7 @@ fn validate_rule(
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let path = match (raw.request_match.path_prefix, raw.request_match.path_exact) {
+    let path = match (raw.path_prefix, raw.path_exact) {
         (None, None) => PathMatch::Any,
         (Some(prefix), None) => PathMatch::Prefix(validate_path(
             &format!("{field}.match.path_prefix"),
@@ -1711,7 +1790,7 @@ fn validate_rule(
             ))
         }
     };
-    let methods = match raw.request_match.methods {
+    let methods = match raw.methods {
         None => None,
         Some(methods) => {
             if methods.is_empty() {
@@ -1732,17 +1811,24 @@ fn validate_rule(
             Some(methods.iter().map(|m| m.to_ascii_uppercase()).collect())
         }
     };
-    if raw.deny.is_some()
-        && (raw.allow.is_some() || raw.providers.is_some() || raw.require.is_some())
-    {
-        return Err(error(
-            field,
-            "a deny rule has `deny` (its conditions) and no `allow`, `providers` or `require`",
-        ));
-    }
-    let action =
-        match (raw.allow, raw.providers) {
-            (None, None) if raw.deny.is_some() => RuleAction::Deny,
+    Ok(Matching {
+        hosts,
+        path,
+        methods,
+    })
+}
+
+/// What a rule does: allow anonymous requests, require a token of the named providers, or
+/// (with `deny`) refuse.
+fn validate_action(
+    field: &str,
+    allow: Option<RawAllow>,
+    names: Option<Vec<String>>,
+    deny: bool,
+    providers: &[Provider],
+) -> Result<RuleAction, ConfigError> {
+    Ok(match (allow, names) {
+            (None, None) if deny => RuleAction::Deny,
             (Some(RawAllow::Anonymous), None) => RuleAction::AllowAnonymous,
             (None, Some(names)) => {
                 if names.is_empty() {
@@ -1772,28 +1858,7 @@ fn validate_rule(
                 field,
                 "a rule has exactly one of `\"allow\": \"anonymous\"`, `\"providers\": [...]` and `\"deny\": {...}`",
             )),
-        };
-    let requirements = match (raw.require, raw.deny) {
-        (Some(raw), _) => policy::validate(&format!("{field}.require"), raw, list_names)
-            .map_err(|(field, problem)| error(field, problem))?,
-        (None, Some(raw)) => policy::validate_deny(&format!("{field}.deny"), raw, list_names)
-            .map_err(|(field, problem)| error(field, problem))?,
-        (None, None) => Requirements::default(),
-    };
-    if matches!(action, RuleAction::AllowAnonymous) && requirements.reads_claims() {
-        return Err(error(
-            format!("{field}.require"),
-            "an anonymous rule has no token to require scopes, roles, claims or authentication of (`source_ips` and `time` it may have)",
-        ));
-    }
-    Ok(Rule {
-        name,
-        path,
-        methods,
-        hosts,
-        action,
-        requirements,
-    })
+        })
 }
 
 fn validate_device(

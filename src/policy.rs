@@ -454,17 +454,7 @@ fn conditions(
 ) -> Result<Requirements, FieldError> {
     let scopes = raw
         .scopes
-        .map(|list| {
-            quantified(&format!("{field}.scopes"), list, |field, scope| {
-                if !is_challenge_word(&scope) {
-                    return Err(field_error(
-                        field,
-                        "a scope is non-empty printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)",
-                    ));
-                }
-                Ok(scope)
-            })
-        })
+        .map(|list| quantified(&format!("{field}.scopes"), list, validate_scope))
         .transpose()?;
     let claims = raw
         .claims
@@ -472,33 +462,9 @@ fn conditions(
         .transpose()?;
     let roles = raw
         .roles
-        .map(|list| {
-            quantified(&format!("{field}.roles"), list, |field, role| {
-                if role.is_empty() {
-                    return Err(field_error(field, "a role is a non-empty string"));
-                }
-                Ok(role)
-            })
-        })
+        .map(|list| quantified(&format!("{field}.roles"), list, validate_role))
         .transpose()?;
-    let acr = match raw.acr {
-        None => None,
-        Some(values) if values.is_empty() => {
-            return Err(field_error(
-                format!("{field}.acr"),
-                "must not be empty (leave it out to accept any)",
-            ))
-        }
-        Some(values) => {
-            if let Some(index) = values.iter().position(|value| !is_challenge_word(value)) {
-                return Err(field_error(
-                    format!("{field}.acr[{index}]"),
-                    "an `acr` value is non-empty printable ASCII without spaces, `\"` or `\\` (it goes into `acr_values`)",
-                ));
-            }
-            Some(values)
-        }
-    };
+    let acr = validate_acr(field, raw.acr)?;
     if raw.max_auth_age_seconds == Some(0) {
         return Err(field_error(
             format!("{field}.max_auth_age_seconds"),
@@ -521,16 +487,7 @@ fn conditions(
         .transpose()?;
     let device = raw
         .device
-        .map(|device| -> Result<DeviceRequirement, FieldError> {
-            Ok(DeviceRequirement {
-                claims: device
-                    .claims
-                    .map(|list| {
-                        quantified(&format!("{field}.device.claims"), list, validate_condition)
-                    })
-                    .transpose()?,
-            })
-        })
+        .map(|device| validate_device_requirement(field, device))
         .transpose()?;
     let rego = raw
         .rego
@@ -546,6 +503,57 @@ fn conditions(
         time,
         device,
         rego,
+    })
+}
+
+/// The `acr` values a rule accepts: each goes into a challenge's `acr_values`.
+fn validate_acr(field: &str, acr: Option<Vec<String>>) -> Result<Option<Vec<String>>, FieldError> {
+    Ok(match acr {
+        None => None,
+        Some(values) if values.is_empty() => {
+            return Err(field_error(
+                format!("{field}.acr"),
+                "must not be empty (leave it out to accept any)",
+            ))
+        }
+        Some(values) => {
+            if let Some(index) = values.iter().position(|value| !is_challenge_word(value)) {
+                return Err(field_error(
+                    format!("{field}.acr[{index}]"),
+                    "an `acr` value is non-empty printable ASCII without spaces, `\"` or `\\` (it goes into `acr_values`)",
+                ));
+            }
+            Some(values)
+        }
+    })
+}
+
+fn validate_scope(field: String, scope: String) -> Result<String, FieldError> {
+    if !is_challenge_word(&scope) {
+        return Err(field_error(
+            field,
+            "a scope is non-empty printable ASCII without spaces, `\"` or `\\` (RFC 6749 §3.3)",
+        ));
+    }
+    Ok(scope)
+}
+
+fn validate_role(field: String, role: String) -> Result<String, FieldError> {
+    if role.is_empty() {
+        return Err(field_error(field, "a role is a non-empty string"));
+    }
+    Ok(role)
+}
+
+fn validate_device_requirement(
+    field: &str,
+    device: RawDeviceRequirement,
+) -> Result<DeviceRequirement, FieldError> {
+    Ok(DeviceRequirement {
+        claims: device
+            .claims
+            .map(|list| quantified(&format!("{field}.device.claims"), list, validate_condition))
+            .transpose()?,
     })
 }
 

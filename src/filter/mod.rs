@@ -139,90 +139,13 @@ impl AuthnRoot {
     }
 
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let document = match abi::get_buffer(
-            BufferType::PluginConfiguration,
-            0,
-            plugin_configuration_size,
-        ) {
-            Ok(Some(document)) => document,
-            Ok(None) => Vec::new(),
-            Err(status) => {
-                log(
-                    LogLevel::Error,
-                    self.context_id,
-                    &format!("cannot read the plugin configuration: {status:?}"),
-                );
+        let (shared, now) = match self.configure(plugin_configuration_size) {
+            Ok(configured) => configured,
+            Err(message) => {
+                log(LogLevel::Error, self.context_id, &message);
                 return false;
             }
         };
-        let loaded = match Config::from_json(&document) {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                log(LogLevel::Error, self.context_id, &error.to_string());
-                return false;
-            }
-        };
-        for (provider, skipped) in &loaded.skipped_keys {
-            log(
-                LogLevel::Warn,
-                self.context_id,
-                &format!(
-                    "provider {provider:?}: JWKS key {} (kid {:?}) is not used: {}",
-                    skipped.index, skipped.id, skipped.reason
-                ),
-            );
-        }
-        let stats = match Stats::define(&loaded.config) {
-            Ok(stats) => stats,
-            Err(status) => {
-                log(
-                    LogLevel::Error,
-                    self.context_id,
-                    &format!("cannot define stats: {status:?}"),
-                );
-                return false;
-            }
-        };
-        let Some(now) = now_seconds() else {
-            log(
-                LogLevel::Error,
-                self.context_id,
-                "cannot read the host clock",
-            );
-            return false;
-        };
-        let sources = fetch::sources_of(&loaded.config, fetch::worker_id(), now);
-        sources.create_records(&mut HostSharedData);
-        let introspects = loaded
-            .config
-            .providers()
-            .iter()
-            .any(|provider| provider.introspection.is_some());
-        if !sources.is_empty() || introspects {
-            if let Err(status) = abi::set_tick_period(TICK) {
-                log(
-                    LogLevel::Error,
-                    self.context_id,
-                    &format!("cannot set the tick period: {status:?}"),
-                );
-                return false;
-            }
-        }
-        let signatures = Signatures::choose(loaded.config.crypto(), self.context_id);
-        stats.record_crypto_backend(signatures == Signatures::Host);
-        log(
-            LogLevel::Info,
-            self.context_id,
-            &format!(
-                "{}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
-                build_identity(),
-                loaded.config.providers().len(),
-                loaded.config.rules().len(),
-                loaded.config.address_lists().len(),
-                signatures.name(),
-                loaded.config.token_cache_entries(),
-            ),
-        );
         if let Some(previous) = self.state.take() {
             // Every request parked with the configuration being replaced is decided now
             // (with what keys there are, else `503`), so none waits on state nobody ticks.
@@ -234,16 +157,71 @@ impl AuthnRoot {
             let waiting = previous.introspections.borrow_mut().calls.take_all();
             resume::wake_all(&previous, waiting, now, Attempt::AfterIntrospection);
         }
-        self.state = Some(Rc::new(Shared {
+        self.state = Some(Rc::new(shared));
+        true
+    }
+
+    /// Reads and loads the plugin configuration: what its requests will share, and the time
+    /// it was loaded; `Err` is the line to log when it cannot be (the previous configuration,
+    /// if any, stays).
+    fn configure(&self, plugin_configuration_size: usize) -> Result<(Shared, i64), String> {
+        let document = abi::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        )
+        .map_err(|status| format!("cannot read the plugin configuration: {status:?}"))?
+        .unwrap_or_default();
+        let loaded = Config::from_json(&document).map_err(|error| error.to_string())?;
+        for (provider, skipped) in &loaded.skipped_keys {
+            log(
+                LogLevel::Warn,
+                self.context_id,
+                &format!(
+                    "provider {provider:?}: JWKS key {} (kid {:?}) is not used: {}",
+                    skipped.index, skipped.id, skipped.reason
+                ),
+            );
+        }
+        let config = loaded.config;
+        let stats =
+            Stats::define(&config).map_err(|status| format!("cannot define stats: {status:?}"))?;
+        let now = now_seconds().ok_or("cannot read the host clock")?;
+        let sources = fetch::sources_of(&config, fetch::worker_id(), now);
+        sources.create_records(&mut HostSharedData);
+        let introspects = config
+            .providers()
+            .iter()
+            .any(|provider| provider.introspection.is_some());
+        if !sources.is_empty() || introspects {
+            abi::set_tick_period(TICK)
+                .map_err(|status| format!("cannot set the tick period: {status:?}"))?;
+        }
+        let signatures = Signatures::choose(config.crypto(), self.context_id);
+        stats.record_crypto_backend(signatures == Signatures::Host);
+        log(
+            LogLevel::Info,
+            self.context_id,
+            &format!(
+                "{}: configured {} provider(s), {} rule(s), {} address list(s); signatures by {} crypto; token cache of {} entries",
+                build_identity(),
+                config.providers().len(),
+                config.rules().len(),
+                config.address_lists().len(),
+                signatures.name(),
+                config.token_cache_entries(),
+            ),
+        );
+        let shared = Shared {
             root_context_id: self.context_id,
-            token_cache: RefCell::new(TokenCache::new(loaded.config.token_cache_entries())),
+            token_cache: RefCell::new(TokenCache::new(config.token_cache_entries())),
             introspections: RefCell::new(Introspections::new()),
-            config: loaded.config,
+            config,
             stats,
             sources: RefCell::new(sources),
             signatures,
-        }));
-        true
+        };
+        Ok((shared, now))
     }
 
     fn on_tick(&mut self) {
