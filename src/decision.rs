@@ -15,6 +15,7 @@ use crate::base::ids::ProviderIndex;
 use crate::base::ids::RemoteSource;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, KeySource, PathMatch, Provider, Rule, RuleAction};
+use crate::edits::{self, RequestEdits};
 use crate::introspection::{Introspected, IntrospectionCache};
 use crate::jwks::KeySet;
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
@@ -23,7 +24,6 @@ use crate::remote::{InForce, KeysNow, RemoteDocuments};
 use crate::request_context::{AddressLists, AddressSet, ListMissing};
 use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
 use crate::token_cache::{CachedToken, TokenCache};
-use crate::upstream::{self, UpstreamEdits};
 use crate::verify::{self, Rejection};
 
 /// What to do with a request.
@@ -115,9 +115,9 @@ pub struct Allowed {
     pub rule: Arc<str>,
     /// The provider that vouched for the caller; `None` on an anonymous route.
     pub provider: Option<Arc<str>>,
-    /// The verified `sub` claim, when it is safe to log (see [`upstream::is_safe_text`]).
+    /// The verified `sub` claim, when it is safe to log (see [`edits::is_safe_text`]).
     pub subject: Option<Arc<str>>,
-    pub edits: UpstreamEdits,
+    pub edits: RequestEdits,
     pub verification: Verification,
 }
 
@@ -785,7 +785,7 @@ impl<'a, 'r> Route<'a, 'r> {
 
     /// A route that needs no token: allowed once its Rego policy (if any) agrees.
     fn anonymous(&self) -> Result<Allowed, Stop> {
-        let mut edits = UpstreamEdits::removing_identity_headers(self.config);
+        let mut edits = RequestEdits::removing_identity_headers(self.config);
         let headers = rego_decision(
             self.config,
             self.request,
@@ -820,7 +820,7 @@ impl<'a, 'r> Route<'a, 'r> {
             found,
             identity_headers,
             subject,
-            UpstreamEdits::removing_identity_headers(self.config),
+            RequestEdits::removing_identity_headers(self.config),
             Grounds {
                 rule: Arc::clone(&self.rule_name),
                 verification,
@@ -874,11 +874,11 @@ fn opaque<'a>(
     // Without keys, introspection is what vouches: always configured.
     let claims = answer.ok_or(Denial::IntrospectionUnavailable)?;
     verify::check_introspected(&claims, provider, route.now)?;
-    let identity_headers = upstream::claim_headers(provider, &claims);
+    let identity_headers = edits::claim_headers(provider, &claims);
     let subject = claims
         .get("sub")
         .and_then(serde_json::Value::as_str)
-        .filter(|subject| upstream::is_safe_text(subject))
+        .filter(|subject| edits::is_safe_text(subject))
         .map(Arc::from);
     let allowed = route.allowance(
         provider,
@@ -958,11 +958,11 @@ fn verified_now<'a>(
         }
         Err(rejection) => return Err(rejection.into()),
     };
-    let identity_headers = upstream::identity_headers(provider, &verified);
+    let identity_headers = edits::identity_headers(provider, &verified);
     // The subject goes into filter state and from there into access logs.
     let subject: Option<Arc<str>> = verified
         .subject()
-        .filter(|subject| upstream::is_safe_text(subject))
+        .filter(|subject| edits::is_safe_text(subject))
         .map(Arc::from);
     let (key, lifetime) = (verified.key(), verified.lifetime());
     // Kept (and remembered) only when some rule reads them.
@@ -1103,7 +1103,7 @@ struct DeviceEdits {
 }
 
 impl DeviceEdits {
-    fn apply(self, edits: &mut UpstreamEdits) {
+    fn apply(self, edits: &mut RequestEdits) {
         edits.set_headers.extend(self.set_headers);
         edits.remove_headers.extend(self.remove_header);
     }
@@ -1175,7 +1175,7 @@ fn device_posture(
         _ => None,
     };
     Ok(DeviceEdits {
-        set_headers: upstream::identity_headers(provider, &verified),
+        set_headers: edits::identity_headers(provider, &verified),
         remove_header,
     })
 }
@@ -1336,7 +1336,7 @@ fn allow_verified(
     found: &FoundToken<'_>,
     identity_headers: &[(Arc<str>, Arc<str>)],
     subject: Option<Arc<str>>,
-    mut edits: UpstreamEdits,
+    mut edits: RequestEdits,
     grounds: Grounds,
 ) -> Allowed {
     edits.set_headers.extend(identity_headers.iter().cloned());

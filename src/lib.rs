@@ -24,7 +24,7 @@
 //!    [`token_cache`] instead, with the per-request and time checks run again. A token that is
 //!    not a JWT goes to the provider of opaque tokens, and a provider with an introspection
 //!    endpoint is asked whether the token is active ([`introspection`], RFC 7662).
-//! 6. **Decide** ([`decision::Decision`]): allow with [`upstream::UpstreamEdits`] (identity
+//! 6. **Decide** ([`decision::Decision`]): allow with [`edits::RequestEdits`] (identity
 //!    headers from claims, client-sent identity headers removed, token stripped if asked), or
 //!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
 //!
@@ -46,6 +46,7 @@ pub mod base;
 pub mod config;
 pub mod decision;
 mod der;
+pub mod edits;
 mod es384;
 pub mod fetch;
 mod fifo_map;
@@ -60,7 +61,6 @@ pub mod request_context;
 pub(crate) mod rsa_math;
 pub mod token;
 pub mod token_cache;
-pub mod upstream;
 pub mod verify;
 pub mod waiting;
 mod x509;

@@ -15,7 +15,7 @@ use crate::verify::VerifiedToken;
 /// Names and values are shared (`Arc<str>`) with the configuration and the token cache, so an
 /// allowed request copies no text it did not make itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamEdits {
+pub struct RequestEdits {
     /// Header names (lower case) to remove, every occurrence.
     pub remove_headers: Vec<Arc<str>>,
     /// Headers to set, after the removals.
@@ -24,13 +24,13 @@ pub struct UpstreamEdits {
     pub path: Option<String>,
 }
 
-impl UpstreamEdits {
+impl RequestEdits {
     /// Removes every header claims could set, whatever the request's fate: a client must
     /// never be able to pass its own `x-jwt-sub` to the upstream, even on anonymous routes.
-    pub fn removing_identity_headers(config: &Config) -> UpstreamEdits {
-        UpstreamEdits {
+    pub fn removing_identity_headers(config: &Config) -> RequestEdits {
+        RequestEdits {
             remove_headers: config.identity_headers().to_vec(),
-            ..UpstreamEdits::default()
+            ..RequestEdits::default()
         }
     }
 
