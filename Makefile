@@ -62,11 +62,10 @@ build: ## build the filter into target/wasm32-wasip1/release/wasm_jwt_authn.wasm
 test: setup lint test-unit test-wasm validate-envoy ## everything CI checks: lints, native and end-to-end tests, Wasm tests, Envoy configs
 
 test-unit: build ## native tests: the core's unit tests and the end-to-end tests against a real Envoy
-# Four at a time on two cores: an end-to-end test mostly waits for Envoy and the IdP.
 	@scripts/setup.sh envoy idp apt
 	ENVOY_BIN=$(ENVOY_BIN) WASM_JWT_AUTHN_WASM=$(CURDIR)/$(WASM) \
 		WASM_JWT_AUTHN_REGO_WASM=$(CURDIR)/$(REGO_WASM) WASM_JWT_AUTHN_REVISION=$(REVISION) \
-		cargo test --locked --features rego,schema -- --test-threads=4
+		cargo test --locked --features rego,schema
 
 test-wasm: ## the core's unit tests compiled to Wasm, run under Node (V8, the engine Envoy uses)
 	@scripts/setup.sh targets wasm-bindgen

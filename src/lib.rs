@@ -23,13 +23,18 @@
 //!    [`verify::VerifiedToken`]; a token verified before is recognised by the
 //!    [`token_cache`] instead, with the per-request and time checks run again. A token that is
 //!    not a JWT goes to the provider of opaque tokens, and a provider with an introspection
-//!    endpoint is asked whether the token is active ([`introspection`], RFC 7662).
+//!    endpoint is asked whether the token is active ([`introspection`], RFC 7662; its calls in
+//!    flight and the requests waiting for them: [`introspection::calls`]). Remote keys and
+//!    address lists come from [`fetch`]: one worker fetches under a lease, the others adopt
+//!    what it publishes in shared data, and a request waits for a document it lacks.
 //! 6. **Decide** ([`decision::Decision`]): allow with [`edits::RequestEdits`] (identity
 //!    headers from claims, client-sent identity headers removed, token stripped if asked), or
 //!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
 //!
 //! Steps 1–6 are host-free: plain functions of bytes and the current time, tested natively
-//! and under Node's V8. Only [`filter`] (built for proxy-wasm hosts) talks to the proxy.
+//! and under Node's V8. Only [`filter`] (built for proxy-wasm hosts) talks to the proxy: it
+//! executes what the core asks (dispatch this fetch, wake these requests, send this response)
+//! and reports what the host answered; it decides nothing.
 //!
 //! ## Design choices
 //!
