@@ -714,6 +714,17 @@ pub fn refresh_interval(configured: u64, cache_control: Option<&str>) -> u64 {
 }
 
 impl SharedRecord {
+    /// The record of a source nobody has fetched yet.
+    pub fn empty() -> SharedRecord {
+        SharedRecord {
+            generation: 0,
+            attempted_at: 0,
+            next_fetch_at: 0,
+            failures: 0,
+            document: None,
+        }
+    }
+
     /// `wjwt2 <generation> <attempted_at> <next_fetch_at> <failures> [<fetched_at> <refresh_at>]`
     /// on one line, then the document as fetched, so workers adopting it parse exactly what the
     /// fetcher accepted.
@@ -1279,13 +1290,7 @@ mod tests {
                 String::from_utf8_lossy(garbage)
             );
         }
-        let empty = SharedRecord {
-            generation: 0,
-            attempted_at: 0,
-            next_fetch_at: 0,
-            failures: 0,
-            document: None,
-        };
+        let empty = SharedRecord::empty();
         assert_eq!(SharedRecord::decode(&empty.encode()), Some(empty));
         let lease = Lease {
             holder: 3,

@@ -354,14 +354,7 @@ impl<R> Sources<R> {
     /// publishing are always compare-and-swaps of an existing value (hosts cannot
     /// compare-and-swap a missing key).
     pub fn create_records(&self, store: &mut dyn SharedData) {
-        let empty = SharedRecord {
-            generation: 0,
-            attempted_at: 0,
-            next_fetch_at: 0,
-            failures: 0,
-            document: None,
-        }
-        .encode();
+        let empty = SharedRecord::empty().encode();
         for source in self.sources.iter().flatten() {
             for (name, value) in [
                 (&source.spec.lease_record, FREE_LEASE),
