@@ -15,16 +15,16 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::algorithm::Algorithm;
 use crate::base::http::HttpUri;
 use crate::base::ids::ProviderIndex;
+use crate::fetch::remote::{Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
 use crate::introspection::{self, IntrospectionSettings};
-use crate::jwks::{KeySet, SkippedKey};
+use crate::jose::algorithm::Algorithm;
+use crate::jose::jwks::{KeySet, SkippedKey};
 use crate::policy::{self, RawRequirements, Requirements};
-use crate::remote::{Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
-use crate::request_context::{self, ClientAddress, RawClientAddress};
-use crate::token::TokenSource;
-use crate::token_cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
+use crate::request::client_address::{self, ClientAddress, RawClientAddress};
+use crate::request::token::TokenSource;
+use crate::verify::cache::{DEFAULT_MAX_ENTRIES, MAX_ENTRIES_LIMIT};
 
 /// Defaults to 16 KiB: larger than any real access token, small enough to bound the work.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -737,7 +737,7 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
     let has_rego = rules.iter().any(|rule| rule.requirements.rego.is_some());
     let client_address = raw
         .client_address
-        .map(|raw| request_context::validate_client_address("client_address", raw))
+        .map(|raw| client_address::validate_client_address("client_address", raw))
         .transpose()
         .map_err(|(field, problem)| error(field, problem))?
         .unwrap_or_default();
@@ -1987,7 +1987,7 @@ mod tests {
     use super::*;
 
     use crate::base::http::HttpUri;
-    use crate::remote::Location;
+    use crate::fetch::remote::Location;
     use crate::support::{jwks, TestKey};
 
     fn minimal() -> Value {

@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::base::claims::claim_at;
 use crate::config::{Config, Provider};
-use crate::token::{cookie_token, query_token, FoundToken, Request, TokenSource};
+use crate::request::token::{cookie_token, query_token, FoundToken, TokenSource};
+use crate::request::Request;
 use crate::verify::VerifiedToken;
 
 /// Changes to make to the request before it goes upstream, in order: remove, then set.

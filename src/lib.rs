@@ -2,36 +2,46 @@
 //!
 //! A proxy-wasm HTTP filter that authenticates every request by its JWT access token.
 //!
-//! ## The request flow
+//! ## The layers
 //!
-//! 1. **Configure** ([`config`]): the plugin configuration (JSON) becomes a [`config::Config`]
-//!    that cannot be invalid: providers with their parsed key sets ([`jwks`]), rules, limits.
-//!    A bad configuration is refused whole, with the field at fault named.
-//! 2. **Match a rule** ([`decision`]): deny rules first, then the first allow rule whose path,
-//!    method and host match decides whether the route is anonymous or which providers it
-//!    accepts, and what it requires of the request's context ([`request_context`]: client
-//!    address, inline or fetched address lists, time) and of the token ([`policy`]). No match
-//!    means a valid token from any provider is required: deny by default.
-//! 3. **Find the token** ([`token::extract`]) in the sources the accepted providers use
-//!    (`Authorization: Bearer`, a query parameter, a cookie); two tokens are refused.
-//! 4. **Parse strictly** ([`token::parse`]) into an [`token::UntrustedToken`]: canonical
-//!    base64url, JSON objects without duplicate members, no `crit`, a known `alg`.
-//! 5. **Pick the provider** by the token's `iss`, and **verify** ([`verify`]): type,
-//!    algorithm allow-list, required claims, lifetime with clock skew, audience, then the
-//!    signature ([`alg`]: checked in Rust, the arithmetic by the proxy's crypto or the portable
-//!    code) with a key chosen by exact `kid` and compatible type. Only this step produces a
-//!    [`verify::VerifiedToken`]; a token verified before is recognised by the
-//!    [`token_cache`] instead, with the per-request and time checks run again. A token that is
-//!    not a JWT goes to the provider of opaque tokens, and a provider with an introspection
-//!    endpoint is asked whether the token is active ([`introspection`], RFC 7662; its calls in
-//!    flight and the requests waiting for them: [`introspection::calls`]). Remote keys and
-//!    address lists come from [`fetch`]: one worker fetches under a lease, the others adopt
-//!    what it publishes in shared data, and a request waits for a document it lacks.
-//! 6. **Decide** ([`decision::Decision`]): allow with [`edits::RequestEdits`] (identity
-//!    headers from claims, client-sent identity headers removed, token stripped if asked), or
-//!    deny with exactly one [`decision::Denial`], which maps to one response and one counter.
+//! Each layer uses only the ones before it (`../shared/tools/module-cycles src` checks there
+//! is no loop):
 //!
-//! Steps 1–6 are host-free: plain functions of bytes and the current time, tested natively
+//! 1. [`base`]: the vocabulary every layer shares: time, provider and list numbers, HTTP
+//!    locations, claims and claim paths, the bounded map.
+//! 2. [`jose`]: what a token and a key set say. [`jose::token::parse`] turns the compact JWS
+//!    into an [`jose::token::UntrustedToken`] strictly (canonical base64url, JSON objects
+//!    without duplicate members, no `crit`, a known `alg`); [`jose::jwks`] reads key sets;
+//!    [`jose::signature`] checks a signature in Rust, the arithmetic done by the proxy's crypto
+//!    or the portable code.
+//! 3. [`verify`]: a provider's expectations (type, algorithm allow-list, required claims,
+//!    lifetime with clock skew, audience) and the signature with a key chosen by exact `kid`
+//!    and compatible type. Only this step produces a [`verify::VerifiedToken`]; a token
+//!    verified before is recognised by [`verify::cache`] instead, with the per-request and
+//!    time checks run again.
+//! 4. [`request`]: the request as authentication sees it: the token it carries
+//!    ([`request::token`]: `Authorization: Bearer`, a query parameter, a cookie; two tokens are
+//!    refused) and the client's address ([`request::client_address`]).
+//! 5. [`policy`]: what a rule requires of the token's claims (scopes, roles, claim conditions,
+//!    step-up, Rego) and of the request's context ([`policy::context`]: address sets, inline or
+//!    fetched, and time windows).
+//! 6. [`fetch`]: remote keys and address lists. One worker fetches under a lease, the others
+//!    adopt what it publishes in shared data, and a request waits for a document it lacks
+//!    ([`fetch::waiting`]). Sans-I/O: it says which call to dispatch and is told the answer.
+//! 7. [`introspection`]: RFC 7662, for opaque tokens and for providers that ask whether a
+//!    token is still active; its cache, and the calls in flight with the requests waiting for
+//!    them ([`introspection::calls`]).
+//! 8. [`config`]: the plugin configuration (JSON) becomes a [`config::Config`] that cannot be
+//!    invalid: providers with their parsed key sets, rules, limits. A bad configuration is
+//!    refused whole, with the field at fault named.
+//! 9. [`edits`]: what an allowed request's upstream receives ([`edits::RequestEdits`]: identity
+//!    headers from claims, client-sent identity headers removed, the token stripped if asked).
+//! 10. [`decision`]: the route's rule (deny rules first, then the first allow rule whose path,
+//!     method and host match; no match requires a valid token from any provider), then one
+//!     credential (opaque, remembered, or verified now) through one finish: allow, or deny with
+//!     exactly one [`decision::Denial`], which maps to one response and one counter.
+//!
+//! Layers 1–10 are host-free: plain functions of bytes and the current time, tested natively
 //! and under Node's V8. Only [`filter`] (built for proxy-wasm hosts) talks to the proxy: it
 //! executes what the core asks (dispatch this fetch, wake these requests, send this response)
 //! and reports what the host answered; it decides nothing.
@@ -45,37 +55,31 @@
 //!   each other and been bypassed; this filter accepts only the canonical form.
 //! - **Time is a parameter.** The core never reads a clock; the adapter passes `now`.
 
-pub mod alg;
-pub mod algorithm;
+// In layer order (blank lines keep rustfmt from sorting them).
 pub mod base;
-pub mod config;
-pub mod decision;
-mod der;
-pub mod edits;
-mod es384;
-pub mod fetch;
-mod fifo_map;
-pub mod host_crypto;
-pub mod introspection;
-mod json;
-pub mod jwks;
-pub mod policy;
-pub mod rego;
-pub mod remote;
-pub mod request_context;
-pub(crate) mod rsa_math;
-pub mod token;
-pub mod token_cache;
+
+pub mod jose;
+
 pub mod verify;
-pub mod waiting;
-mod x509;
+
+pub mod request;
+
+pub mod policy;
+
+pub mod fetch;
+
+pub mod introspection;
+
+pub mod config;
+
+pub mod edits;
+
+pub mod decision;
 
 /// Fixture keys and token signing, shared with the integration tests.
 #[cfg(test)]
 #[path = "../tests/support/mod.rs"]
 mod support;
-
-pub use es384::{Es384, Es384Signature};
 
 // The proxy-wasm adapter. Not built for wasm32-unknown-unknown, where the core's tests run
 // under Node: there the host functions it imports do not exist.

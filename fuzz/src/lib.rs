@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use wasm_jwt_authn::config::{Config, ProviderIndex};
-use wasm_jwt_authn::alg::Portable;
+use wasm_jwt_authn::jose::signature::Portable;
 use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
-use wasm_jwt_authn::token_cache::TokenCache;
-use wasm_jwt_authn::jwks::KeySet;
-use wasm_jwt_authn::remote::KeysNow;
-use wasm_jwt_authn::token::Request;
+use wasm_jwt_authn::verify::cache::TokenCache;
+use wasm_jwt_authn::jose::jwks::KeySet;
+use wasm_jwt_authn::fetch::remote::KeysNow;
+use wasm_jwt_authn::request::Request;
 use wasm_jwt_authn::verify::UnixSeconds;
 
 #[path = "../../tests/support/mod.rs"]

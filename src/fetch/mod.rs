@@ -21,17 +21,20 @@
 //!   against the record it read when it took the lease, so a slow worker can never overwrite
 //!   newer news; the others adopt it on their next tick instead of fetching.
 
+pub mod remote;
+pub mod waiting;
+
 use sha2::{Digest as _, Sha256};
 
-use crate::algorithm::Algorithm;
 use crate::base::ids::{ListIndex, ProviderIndex, RemoteSource};
 use crate::base::time::UnixSeconds;
-use crate::jwks::SkippedKey;
-use crate::remote::{
+use crate::jose::algorithm::Algorithm;
+use crate::jose::jwks::SkippedKey;
+use remote::{
     AddressesNow, Document, FetchError, FetchRequest, Fetcher, InForce, KeysNow, Lease, Poll,
     Progress, RemoteDocuments, RemoteSettings, SharedRecord,
 };
-use crate::waiting::{self, WaitList, Waiter};
+use waiting::{WaitList, Waiter};
 
 #[cfg(test)]
 mod tests;

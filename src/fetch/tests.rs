@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::base::http::HttpUri;
-use crate::remote::Location;
+use crate::fetch::remote::Location;
 
 const T0: UnixSeconds = 1_700_000_000;
 const LIST: &[u8] = b"192.0.2.0/24\n";
@@ -191,7 +191,7 @@ fn a_publication_against_an_outdated_record_is_refused() {
         attempted_at: T0,
         next_fetch_at: T0 + 600,
         failures: 0,
-        document: Some(crate::remote::SharedDocument {
+        document: Some(crate::fetch::remote::SharedDocument {
             fetched_at: T0,
             refresh_at: T0 + 600,
             document: b"198.51.100.0/24\n".to_vec(),

@@ -4,13 +4,13 @@
 //! foreign function `verify_signature` (Envoy: BoringSSL), if the host passes a self-test of
 //! known answers at configure time; otherwise, and for `PS*` and EdDSA, the portable code
 //! verifies. The form of every signature is checked in Rust before the host sees it
-//! ([`crate::alg::check`]), so both backends give the same verdicts.
+//! ([`crate::jose::signature::check`]), so both backends give the same verdicts.
 
 use super::abi::{self, LogLevel, Status};
 
-use crate::alg::{CheckedSignature, Portable, SignatureVerifier};
 use crate::config::CryptoBackend;
-use crate::host_crypto;
+use crate::jose::host_crypto;
+use crate::jose::signature::{CheckedSignature, Portable, SignatureVerifier};
 
 use super::log;
 use super::stats::Stats;

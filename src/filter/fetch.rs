@@ -12,10 +12,10 @@ use crate::base::http;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, KeySource};
 use crate::decision::Attempt;
+use crate::fetch::waiting::Waiter;
 use crate::fetch::{self, Answer, FetchEvent, Record, Refused, SharedData, SourceSpec, Step};
 use crate::fetch::{SourceId, Sources};
-use crate::token::OwnedRequest;
-use crate::waiting::Waiter;
+use crate::request::OwnedRequest;
 
 /// The host's shared data, proxy-wide.
 pub(crate) struct HostSharedData;

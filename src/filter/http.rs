@@ -6,9 +6,9 @@ use std::rc::Rc;
 use super::abi::{self, Action, MapType};
 
 use crate::decision::{Attempt, Decision, Reason, WaitCause};
-use crate::request_context;
+use crate::request::client_address;
 
-use crate::token::OwnedRequest;
+use crate::request::OwnedRequest;
 
 use super::apply::{self, Applied};
 use super::{fetch, introspect, resume};
@@ -106,7 +106,7 @@ impl AuthnHttpContext {
                         .ok()
                         .flatten()
                         .and_then(|bytes| String::from_utf8(bytes).ok())
-                        .and_then(|text| request_context::parse_source_address(&text))
+                        .and_then(|text| client_address::parse_source_address(&text))
                 } else {
                     None
                 };

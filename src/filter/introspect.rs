@@ -12,7 +12,7 @@ use crate::base::time::UnixSeconds;
 use crate::decision::IntrospectionNeeded;
 use crate::introspection::calls::{Call, Calls, Parked, Waiting};
 use crate::introspection::{self, IntrospectionCache, IntrospectionError};
-use crate::token::OwnedRequest;
+use crate::request::OwnedRequest;
 
 /// One worker's introspection state: the answers, the calls in flight.
 pub(crate) struct Introspections {

@@ -28,8 +28,8 @@ use self::abi::{BufferType, LogLevel};
 use crate::config::Config;
 use crate::decision::{self, Attempt, Decision, Services};
 use crate::fetch::Sources;
-use crate::token::OwnedRequest;
-use crate::token_cache::TokenCache;
+use crate::request::OwnedRequest;
+use crate::verify::cache::TokenCache;
 
 use self::crypto::{Signatures, Verifier};
 use self::fetch::HostSharedData;

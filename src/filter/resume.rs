@@ -8,7 +8,7 @@ use super::{log, Shared};
 
 use crate::base::time::UnixSeconds;
 use crate::decision::{Attempt, Decision};
-use crate::token::OwnedRequest;
+use crate::request::OwnedRequest;
 
 /// Decides the woken requests again (`attempt`: after which wait), then hands the host back
 /// the root context that called us.

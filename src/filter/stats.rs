@@ -20,9 +20,9 @@ use super::abi::{self, MetricType, Status};
 
 use crate::config::{Config, KeySource};
 use crate::decision::{Decision, Reason, Verification};
+use crate::fetch::remote::FetchError;
 use crate::fetch::SourceKind;
-use crate::remote::FetchError;
-use crate::token_cache::TokenCache;
+use crate::verify::cache::TokenCache;
 
 pub(crate) struct Stats {
     allowed: u32,

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use crate::base::fifo_map::FifoMap;
 use crate::base::http::HttpUri;
 use crate::base::ids::ProviderIndex;
 use crate::base::time::UnixSeconds;
-use crate::fifo_map::FifoMap;
 
 pub mod calls;
 

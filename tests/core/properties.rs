@@ -22,17 +22,18 @@
 )]
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::Portable;
 use wasm_jwt_authn::base::ids::ProviderIndex;
 use wasm_jwt_authn::base::time::UnixSeconds;
 use wasm_jwt_authn::config::{Config, KeySource};
 use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, Services};
+use wasm_jwt_authn::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
 use wasm_jwt_authn::introspection::IntrospectionCache;
-use wasm_jwt_authn::jwks::KeySet;
-use wasm_jwt_authn::remote::{AddressesNow, KeysNow, RemoteDocuments};
-use wasm_jwt_authn::token::{self, Request};
-use wasm_jwt_authn::token_cache::TokenCache;
+use wasm_jwt_authn::jose::jwks::KeySet;
+use wasm_jwt_authn::jose::signature::Portable;
+use wasm_jwt_authn::jose::token as jws;
+use wasm_jwt_authn::request::{token, Request};
 use wasm_jwt_authn::verify;
+use wasm_jwt_authn::verify::cache::TokenCache;
 
 use crate::support::{jwks, sign_raw, token, TestKey};
 
@@ -379,7 +380,7 @@ fn mutated_tokens_are_never_allowed_unless_the_filter_sees_a_signed_token_unchan
 
         // Straight through parsing and verification: only bytes a key holder signed verify.
         // (Splicing whole segments can rebuild another valid token exactly; that one may.)
-        if let Ok(untrusted) = token::parse(&mutated, config.max_token_bytes()) {
+        if let Ok(untrusted) = jws::parse(&mutated, config.max_token_bytes()) {
             for provider in config.providers() {
                 let KeySource::Inline(keys) = &provider.keys else {
                     continue;

@@ -1,6 +1,6 @@
 //! Wycheproof test vectors (C2SP/wycheproof, `testvectors_v1`) run through this crate's own
 //! verification layer, the way the filter uses it: keys enter as JWKs through
-//! [`jwks::parse_key`] / [`KeySet`], signatures are checked by [`alg::verify_signature`] with
+//! [`jwks::parse_key`] / [`KeySet`], signatures are checked by [`signature::verify_signature`] with
 //! the key chosen as `verify` chooses it, and whole JWS strings go through [`token::parse`].
 //!
 //! The rule: every `valid` vector is accepted; every `invalid` and every `acceptable` vector is
@@ -39,10 +39,10 @@ use crate::wycheproof_vectors::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, Portable, SignatureError};
-use wasm_jwt_authn::algorithm::Algorithm;
-use wasm_jwt_authn::jwks::{self, KeyProblem, KeySet};
-use wasm_jwt_authn::token::{self, JoseHeader, MalformedToken};
+use wasm_jwt_authn::jose::algorithm::Algorithm;
+use wasm_jwt_authn::jose::jwks::{self, KeyProblem, KeySet};
+use wasm_jwt_authn::jose::signature::{self, Portable, SignatureError};
+use wasm_jwt_authn::jose::token::{self, JoseHeader, MalformedToken};
 
 /// The JWA names the filter implements, spelled out here rather than taken from
 /// `Algorithm::ALL`, so that a header naming anything else (`HS256`, `none`, `NONE`, `ES512`)
@@ -329,7 +329,7 @@ fn verify_primitive(
     if !key.accepts(algorithm) {
         return Verdict::NoCompatibleKey;
     }
-    match alg::verify_signature(
+    match signature::verify_signature(
         &Portable,
         algorithm,
         key,
@@ -365,7 +365,13 @@ fn select_and_verify(
         .into_iter()
         .filter(|key| key.accepts(header.algorithm))
     {
-        match alg::verify_signature(&Portable, header.algorithm, key, signing_input, signature) {
+        match signature::verify_signature(
+            &Portable,
+            header.algorithm,
+            key,
+            signing_input,
+            signature,
+        ) {
             Ok(()) => return Verdict::Accepted,
             Err(error) => last_error = Some(error),
         }

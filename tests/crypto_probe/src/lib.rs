@@ -11,7 +11,7 @@
 //! The answer is always `200` with the JSON
 //! `{"key": "ok" | KeyProblem, "check": "ok" | SignatureError | null,
 //!   "portable": bool | null, "host": bool | null | "unavailable:<why>"}`:
-//! `key` is what [`jwks::parse_key`] made of the JWK, `check` what [`alg::check`] said (`null`
+//! `key` is what [`jwks::parse_key`] made of the JWK, `check` what [`signature::check`] said (`null`
 //! when there was no key), `portable` the [`Portable`] verdict and `host` the host's
 //! `verify_signature` verdict on [`CheckedSignature::host_arguments`] (`null` when there was no
 //! checked signature or the host does not verify this algorithm: `PS*`, EdDSA). The host is
@@ -27,9 +27,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use serde_json::{json, Value};
-use wasm_jwt_authn::alg::{self, CheckedSignature, Portable, SignatureVerifier as _};
-use wasm_jwt_authn::algorithm::Algorithm;
-use wasm_jwt_authn::{host_crypto, jwks};
+use wasm_jwt_authn::jose::signature::{self, CheckedSignature, Portable, SignatureVerifier as _};
+use wasm_jwt_authn::jose::algorithm::Algorithm;
+use wasm_jwt_authn::jose::{host_crypto, jwks};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -103,7 +103,7 @@ impl ProbeRequest {
                 })
             }
         };
-        let checked = match alg::check(self.algorithm, &key, &self.message, &self.signature) {
+        let checked = match signature::check(self.algorithm, &key, &self.message, &self.signature) {
             Ok(checked) => checked,
             Err(error) => {
                 return json!({

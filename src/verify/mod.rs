@@ -9,13 +9,15 @@
 //! Numeric dates (`exp`, `nbf`, `iat`) are range-checked to `0..=MAX_NUMERIC_DATE` before any
 //! arithmetic, and all arithmetic is checked: a token cannot make the filter overflow.
 
+pub mod cache;
+
 use serde_json::{Map, Value};
 
-use crate::alg::{self, SignatureVerifier};
-use crate::algorithm::Algorithm;
 use crate::base::time::UnixSeconds;
-use crate::jwks::{KeyFingerprint, KeySet};
-use crate::token::UntrustedToken;
+use crate::jose::algorithm::Algorithm;
+use crate::jose::jwks::{KeyFingerprint, KeySet};
+use crate::jose::signature::{self, SignatureVerifier};
+use crate::jose::token::UntrustedToken;
 
 /// The last second of year 9999: later dates are not dates but attempts to overflow.
 pub const MAX_NUMERIC_DATE: i64 = 253_402_300_799;
@@ -333,7 +335,7 @@ fn check_signature(
     let mut tried_any = false;
     for key in candidates.filter(|key| key.accepts(algorithm)) {
         tried_any = true;
-        let verified = alg::verify_signature(
+        let verified = signature::verify_signature(
             signatures,
             algorithm,
             key,

@@ -26,7 +26,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::base::time::UnixSeconds;
-use crate::token::Request;
+use crate::base::FieldError;
+use crate::request::Request;
 
 /// The query a rule evaluates unless it names another: opa-envoy-plugin's default decision.
 pub const DEFAULT_QUERY: &str = "data.envoy.authz.allow";
@@ -89,9 +90,6 @@ pub(crate) struct RawRego {
     policy: String,
     query: Option<String>,
 }
-
-/// A configuration field at fault and why.
-pub(crate) type FieldError = (String, String);
 
 /// Compiles the policy at configure time: a policy that does not parse rejects the
 /// configuration.

@@ -1,7 +1,7 @@
 //! The JWA (RFC 7518) names of the asymmetric algorithms this filter verifies, matched exactly
 //! and case-sensitively: `rs256` is not `RS256`. `none` and the HMAC family are not algorithms
 //! here at all, so no configuration, header or key can name one. The names alone, for every
-//! layer that mentions an algorithm; the checks and the math are in [`crate::alg`].
+//! layer that mentions an algorithm; the checks and the math are in [`crate::jose::signature`].
 
 use std::fmt;
 

@@ -8,10 +8,10 @@
 use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::Algorithm as _;
 
-use crate::algorithm::Algorithm;
-use crate::host_crypto;
-use crate::jwks::{Key, PublicKey, RsaKey};
-use crate::rsa_math::RsaHash;
+use crate::jose::algorithm::Algorithm;
+use crate::jose::host_crypto;
+use crate::jose::jwks::{Key, PublicKey, RsaKey};
+use crate::jose::rsa_math::RsaHash;
 
 /// Why a signature did not verify. Callers only need "it did not verify"; the variants exist
 /// so tests can tell a wrong-length signature from a wrong signature.
@@ -56,7 +56,7 @@ impl<'a> CheckedSignature<'a> {
     }
 
     /// The host's `verify_signature` arguments for this signature, or `None` when the host
-    /// cannot verify this algorithm (see [`crate::host_crypto`]).
+    /// cannot verify this algorithm (see [`crate::jose::host_crypto`]).
     pub fn host_arguments(&self) -> Option<Vec<u8>> {
         let hash = host_crypto::hash_function(self.algorithm)?;
         Some(host_crypto::encode_arguments(
@@ -160,8 +160,8 @@ impl SignatureVerifier for Portable {
                 .is_ok_and(|signature| Es256.verify_signature(&signature, key, message)),
             (Algorithm::Es384, PublicKey::P384(key)) => {
                 p384_signature(signature).is_ok_and(|signature| {
-                    crate::es384::Es384.verify_signature(
-                        &crate::es384::Es384Signature(signature),
+                    crate::jose::es384::Es384.verify_signature(
+                        &crate::jose::es384::Es384Signature(signature),
                         key,
                         message,
                     )
@@ -248,7 +248,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::jwks::parse_key;
+    use crate::jose::jwks::parse_key;
     use crate::support::TestKey;
 
     fn public_key(key: TestKey) -> Key {

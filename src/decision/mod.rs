@@ -9,21 +9,23 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::alg::SignatureVerifier;
 use crate::base::ids::ListIndex;
 use crate::base::ids::ProviderIndex;
 use crate::base::ids::RemoteSource;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, KeySource, PathMatch, Provider, Rule, RuleAction};
 use crate::edits::{self, RequestEdits};
+use crate::fetch::remote::{InForce, KeysNow, RemoteDocuments};
 use crate::introspection::{Introspected, IntrospectionCache};
-use crate::jwks::KeySet;
+use crate::jose::jwks::KeySet;
+use crate::jose::signature::SignatureVerifier;
+use crate::jose::token::{self as jws, MalformedToken};
+use crate::policy::context::{AddressLists, AddressSet, ListMissing};
+use crate::policy::rego::{self, RegoDecision, TokenInput};
 use crate::policy::{self, Identity, Requirements, StepUpCause, Unmet};
-use crate::rego::{self, RegoDecision, TokenInput};
-use crate::remote::{InForce, KeysNow, RemoteDocuments};
-use crate::request_context::{AddressLists, AddressSet, ListMissing};
-use crate::token::{self, ExtractError, FoundToken, MalformedToken, Request, TokenSource};
-use crate::token_cache::{CachedToken, TokenCache};
+use crate::request::token::{self, ExtractError, FoundToken, TokenSource};
+use crate::request::Request;
+use crate::verify::cache::{CachedToken, TokenCache};
 use crate::verify::{self, Rejection};
 
 /// What to do with a request.
@@ -128,7 +130,7 @@ pub enum Verification {
     Anonymous,
     /// The token was verified, signature and all.
     Signature,
-    /// The token was verified earlier and remembered (see [`crate::token_cache`]).
+    /// The token was verified earlier and remembered (see [`crate::verify::cache`]).
     CacheHit,
     /// An opaque token the identity provider said is active (see [`crate::introspection`]).
     Introspection,
@@ -853,14 +855,14 @@ fn opaque<'a>(
     let Some((provider_index, provider)) = route.config.opaque_provider() else {
         return Ok(None);
     };
-    if token::has_jws_shape(found.value) {
+    if jws::has_jws_shape(found.value) {
         return Ok(None);
     }
     check_request(accepted, provider_index, provider, found)?;
     if found.value.len() > route.config.max_token_bytes() {
         return Err(Denial::Malformed(MalformedToken::TooLarge).into());
     }
-    if !token::is_b64token(found.value) {
+    if !jws::is_b64token(found.value) {
         return Err(Denial::Malformed(MalformedToken::SegmentCount).into());
     }
     let answer = introspected(
@@ -938,7 +940,7 @@ fn verified_now<'a>(
     attempt: Attempt,
 ) -> Result<Credential<'a>, Stop> {
     let (config, now) = (route.config, route.now);
-    let untrusted = token::parse(found.value, config.max_token_bytes())?;
+    let untrusted = jws::parse(found.value, config.max_token_bytes())?;
     let (provider_index, provider) = untrusted
         .claims()
         .get("iss")
@@ -1142,7 +1144,7 @@ fn device_posture(
             return Err(refuse(DeviceProblem::Missing).into())
         }
     };
-    let untrusted = token::parse(found.value, config.max_token_bytes())
+    let untrusted = jws::parse(found.value, config.max_token_bytes())
         .map_err(|_| refuse(DeviceProblem::Invalid))?;
     let issuer = untrusted
         .claims()
@@ -1468,5 +1470,4 @@ pub fn is_normalized(path: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

@@ -158,7 +158,7 @@ mod tests {
     fn key_encodings_match_the_reference_implementations() {
         use p256::pkcs8::EncodePublicKey as _;
 
-        use crate::jwks::{parse_key, PublicKey};
+        use crate::jose::jwks::{parse_key, PublicKey};
         use crate::support::{b64url_decode, TestKey};
 
         for key in [TestKey::Rsa2048, TestKey::Rsa3072] {

@@ -16,8 +16,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::algorithm::Algorithm;
-use crate::der;
+use crate::jose::algorithm::Algorithm;
+use crate::jose::der;
 
 /// The name of Envoy's foreign function.
 pub const FUNCTION_NAME: &str = "verify_signature";
@@ -259,8 +259,8 @@ mod tests {
     /// The self-test's known answers are right: the portable path agrees with them.
     #[test]
     fn self_test_vectors_verify_portably() {
-        use crate::alg::{verify_signature, Portable};
-        use crate::jwks::parse_key;
+        use crate::jose::jwks::parse_key;
+        use crate::jose::signature::{verify_signature, Portable};
         use serde_json::json;
 
         let rsa =

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::base::ids::ListIndex;
 use crate::base::time::UnixSeconds;
-use crate::token::Request;
+use crate::base::FieldError;
 
 /// An address block, `192.0.2.0/24` or `2001:db8::/32`; a bare address is its own block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,65 +221,6 @@ impl AddressCondition {
     }
 }
 
-/// Which address is the client's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClientAddress {
-    /// The client address as the proxy determined it (Envoy: the `source.address` property,
-    /// the downstream remote address: the connection's peer with the HTTP connection manager's
-    /// `use_remote_address: true`, otherwise taken from `X-Forwarded-For` as its
-    /// `xff_num_trusted_hops` says — with Envoy's defaults, from whatever the client sent).
-    #[default]
-    Proxy,
-    /// Behind `trusted_hops` proxies that each append the address they saw to
-    /// `X-Forwarded-For`: the entry that many from the right, which the nearest untrusted party
-    /// could not have written.
-    ForwardedFor { trusted_hops: u32 },
-}
-
-impl ClientAddress {
-    /// The client's address, `None` when it cannot be known (the host gave none; fewer
-    /// `X-Forwarded-For` entries than trusted hops; an entry that is not an address).
-    pub fn of(self, request: &Request<'_>) -> Option<IpAddr> {
-        match self {
-            ClientAddress::Proxy => request.source_address,
-            ClientAddress::ForwardedFor { trusted_hops } => {
-                // Several headers read as one list, in order (RFC 9110 §5.3).
-                let entries: Vec<&str> = request
-                    .header_values("x-forwarded-for")
-                    .flat_map(|value| value.split(','))
-                    .map(str::trim)
-                    .collect();
-                let hops = usize::try_from(trusted_hops).ok()?;
-                let index = entries.len().checked_sub(hops)?;
-                parse_forwarded_address(entries.get(index)?)
-            }
-        }
-    }
-}
-
-/// The host's description of the client's address (Envoy's `source.address`: `192.0.2.1:5000`,
-/// `[2001:db8::1]:5000`) as an address; `None` for anything else (a Unix socket path).
-pub fn parse_source_address(text: &str) -> Option<IpAddr> {
-    text.parse::<std::net::SocketAddr>()
-        .map(|socket| socket.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
-}
-
-/// `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`, with an optional `:port` after IPv4 or `]`.
-fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
-    if let Ok(address) = entry.parse() {
-        return Some(address);
-    }
-    if let Some(rest) = entry.strip_prefix('[') {
-        let (address, _port) = rest.split_once(']')?;
-        return address.parse().ok();
-    }
-    let (address, port) = entry.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
-}
-
 /// Days of the week and a span of the day, at a fixed offset from UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindow {
@@ -332,14 +273,6 @@ impl TimeWindow {
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawClientAddress {
-    from: String,
-    trusted_hops: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawAddressCondition {
     any: Option<Vec<String>>,
     not: Option<Vec<String>>,
@@ -362,33 +295,6 @@ pub(crate) struct RawTimeWindow {
 struct RawHours {
     from: String,
     to: String,
-}
-
-/// A configuration field at fault and why.
-pub(crate) type FieldError = (String, String);
-
-pub(crate) fn validate_client_address(
-    field: &str,
-    raw: RawClientAddress,
-) -> Result<ClientAddress, FieldError> {
-    match (raw.from.as_str(), raw.trusted_hops) {
-        ("proxy", None) => Ok(ClientAddress::Proxy),
-        ("proxy", Some(_)) => Err((
-            format!("{field}.trusted_hops"),
-            "only with `\"from\": \"x_forwarded_for\"`".to_owned(),
-        )),
-        ("x_forwarded_for", Some(hops)) if (1..=32).contains(&hops) => {
-            Ok(ClientAddress::ForwardedFor { trusted_hops: hops })
-        }
-        ("x_forwarded_for", _) => Err((
-            format!("{field}.trusted_hops"),
-            "how many proxies in front append to X-Forwarded-For: 1 to 32".to_owned(),
-        )),
-        (other, _) => Err((
-            format!("{field}.from"),
-            format!("{other:?}: use \"proxy\" or \"x_forwarded_for\""),
-        )),
-    }
 }
 
 /// `list_names`: the configuration's `address_lists`, by position.
@@ -793,47 +699,6 @@ mod tests {
         );
     }
 
-    fn request<'a>(headers: &'a [(String, String)], source: Option<IpAddr>) -> Request<'a> {
-        Request {
-            method: "GET",
-            path: "/",
-            headers,
-            source_address: source,
-        }
-    }
-
-    #[test]
-    fn the_client_is_the_entry_the_trusted_proxies_wrote() {
-        let headers = vec![
-            (
-                "x-forwarded-for".to_owned(),
-                "198.51.100.7, 203.0.113.1".to_owned(),
-            ),
-            ("x-forwarded-for".to_owned(), "192.0.2.10".to_owned()),
-        ];
-        let one = ClientAddress::ForwardedFor { trusted_hops: 1 };
-        let two = ClientAddress::ForwardedFor { trusted_hops: 2 };
-        let four = ClientAddress::ForwardedFor { trusted_hops: 4 };
-        let peer = Some(ip("127.0.0.1"));
-        assert_eq!(one.of(&request(&headers, peer)), Some(ip("192.0.2.10")));
-        assert_eq!(two.of(&request(&headers, peer)), Some(ip("203.0.113.1")));
-        assert_eq!(
-            four.of(&request(&headers, peer)),
-            None,
-            "fewer entries than hops"
-        );
-        assert_eq!(ClientAddress::Proxy.of(&request(&headers, peer)), peer);
-        let odd = vec![(
-            "x-forwarded-for".to_owned(),
-            "unknown, [2001:db8::1]:443, 192.0.2.1:80".to_owned(),
-        )];
-        assert_eq!(one.of(&request(&odd, None)), Some(ip("192.0.2.1")));
-        assert_eq!(two.of(&request(&odd, None)), Some(ip("2001:db8::1")));
-        let three = ClientAddress::ForwardedFor { trusted_hops: 3 };
-        assert_eq!(three.of(&request(&odd, None)), None, "not an address");
-        assert_eq!(one.of(&request(&[], None)), None);
-    }
-
     fn window(days: &[&str], hours: Option<(&str, &str)>, offset: &str) -> TimeWindow {
         validate_time_window(
             "w",
@@ -940,30 +805,5 @@ mod tests {
             address(None, Some(vec!["10.0.0.0/8", "10.0.0.1/8"])),
             "a.not[1]"
         );
-        let hops = |from: &str, hops: Option<u32>| {
-            validate_client_address(
-                "c",
-                RawClientAddress {
-                    from: from.to_owned(),
-                    trusted_hops: hops,
-                },
-            )
-            .map_err(|error| error.0)
-        };
-        assert_eq!(hops("proxy", None), Ok(ClientAddress::Proxy));
-        assert_eq!(
-            hops("x_forwarded_for", Some(2)),
-            Ok(ClientAddress::ForwardedFor { trusted_hops: 2 })
-        );
-        assert_eq!(
-            hops("x_forwarded_for", None),
-            Err("c.trusted_hops".to_owned())
-        );
-        assert_eq!(
-            hops("x_forwarded_for", Some(0)),
-            Err("c.trusted_hops".to_owned())
-        );
-        assert_eq!(hops("proxy", Some(1)), Err("c.trusted_hops".to_owned()));
-        assert_eq!(hops("header", None), Err("c.from".to_owned()));
     }
 }

@@ -25,6 +25,9 @@
 //!
 //! Conditions within a rule all hold (AND); each list says itself whether any or all of it must.
 
+pub mod context;
+pub mod rego;
+
 use std::fmt;
 
 use serde::Deserialize;
@@ -32,11 +35,11 @@ use serde_json::{Map, Value};
 
 use crate::base::claims::{claim_at, scopes_of};
 use crate::base::time::UnixSeconds;
-use crate::rego::{self, RawRego, RegoPolicy};
-use crate::request_context::{
-    self, AddressCondition, AddressLists, ListMissing, RawAddressCondition, RawTimeWindow,
-    TimeWindow,
+use crate::base::FieldError;
+use context::{
+    AddressCondition, AddressLists, ListMissing, RawAddressCondition, RawTimeWindow, TimeWindow,
 };
+use rego::{RawRego, RegoPolicy};
 use std::net::IpAddr;
 
 /// Whether one or every item of a list must hold.
@@ -69,7 +72,7 @@ pub struct Requirements {
     pub time: Option<TimeWindow>,
     /// A verified device token must come with the user's, meeting these conditions.
     pub device: Option<DeviceRequirement>,
-    /// A Rego policy that must allow the request (see [`crate::rego`]).
+    /// A Rego policy that must allow the request (see [`crate::policy::rego`]).
     pub rego: Option<RegoPolicy>,
 }
 
@@ -375,9 +378,6 @@ struct RawClaimCondition {
     not: bool,
 }
 
-/// A configuration field at fault and why; `config` turns it into its `ConfigError`.
-pub(crate) type FieldError = (String, String);
-
 fn field_error(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
     (field.into(), problem.into())
 }
@@ -474,16 +474,12 @@ fn conditions(
     let source_ips = raw
         .source_ips
         .map(|raw| {
-            request_context::validate_address_condition(
-                &format!("{field}.source_ips"),
-                raw,
-                list_names,
-            )
+            context::validate_address_condition(&format!("{field}.source_ips"), raw, list_names)
         })
         .transpose()?;
     let time = raw
         .time
-        .map(|raw| request_context::validate_time_window(&format!("{field}.time"), raw))
+        .map(|raw| context::validate_time_window(&format!("{field}.time"), raw))
         .transpose()?;
     let device = raw
         .device

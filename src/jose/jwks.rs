@@ -18,10 +18,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::algorithm::Algorithm;
-use crate::der;
-use crate::rsa_math::RsaVerifier;
-use crate::x509;
+use crate::jose::algorithm::Algorithm;
+use crate::jose::der;
+use crate::jose::rsa_math::RsaVerifier;
+use crate::jose::x509;
 
 /// A public key usable for verification, in the form verification needs.
 #[derive(Debug, Clone)]
@@ -551,15 +551,15 @@ mod tests {
     const PUBLISHED: [(&str, &str); 3] = [
         (
             "entra-id",
-            include_str!("../tests/fixtures/idp/entra-id/jwks.json"),
+            include_str!("../../tests/fixtures/idp/entra-id/jwks.json"),
         ),
         (
             "auth0",
-            include_str!("../tests/fixtures/idp/auth0/jwks.json"),
+            include_str!("../../tests/fixtures/idp/auth0/jwks.json"),
         ),
         (
             "keycloak",
-            include_str!("../tests/fixtures/idp/keycloak/jwks.json"),
+            include_str!("../../tests/fixtures/idp/keycloak/jwks.json"),
         ),
     ];
 

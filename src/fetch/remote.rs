@@ -26,8 +26,8 @@ use serde_json::Value;
 use crate::base::http::HttpUri;
 use crate::base::ids::{ListIndex, ProviderIndex};
 use crate::base::time::UnixSeconds;
-use crate::jwks::{JwksError, KeySet, SkippedKey};
-use crate::request_context::{AddressSet, ListError};
+use crate::jose::jwks::{JwksError, KeySet, SkippedKey};
+use crate::policy::context::{AddressSet, ListError};
 
 /// Shortest refresh interval a `Cache-Control: max-age` may ask for.
 pub const MIN_REFRESH_SECONDS: u64 = 30;
@@ -35,7 +35,7 @@ pub const MIN_REFRESH_SECONDS: u64 = 30;
 pub const MAX_REFRESH_SECONDS: u64 = 86_400;
 /// Largest JWKS or discovery document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
-/// Largest address list accepted: room for [`crate::request_context::MAX_LIST_ENTRIES`]
+/// Largest address list accepted: room for [`crate::policy::context::MAX_LIST_ENTRIES`]
 /// IPv4 blocks with comments.
 pub const MAX_LIST_BYTES: usize = 8 * 1024 * 1024;
 /// First retry delay after a failure; doubles per consecutive failure.
@@ -76,7 +76,7 @@ pub enum Reading {
     /// algorithms (a set must hold a key for one of them to be usable).
     Keys {
         issuer: String,
-        algorithms: Vec<crate::algorithm::Algorithm>,
+        algorithms: Vec<crate::jose::algorithm::Algorithm>,
     },
     /// An address list ([`AddressSet::parse_list`]).
     AddressList,
@@ -120,7 +120,7 @@ pub enum FetchError {
     /// followed).
     Status,
     /// Larger than [`MAX_DOCUMENT_BYTES`] ([`MAX_LIST_BYTES`]), or more than
-    /// [`crate::jwks::MAX_KEYS`] keys ([`crate::request_context::MAX_LIST_ENTRIES`] entries).
+    /// [`crate::jose::jwks::MAX_KEYS`] keys ([`crate::policy::context::MAX_LIST_ENTRIES`] entries).
     TooLarge,
     /// Not a JSON object, or not a JWKS; an address list with a line that is not an address.
     Malformed,
@@ -264,7 +264,7 @@ impl Fetcher {
     pub fn for_keys(
         settings: RemoteSettings,
         issuer: &str,
-        algorithms: &[crate::algorithm::Algorithm],
+        algorithms: &[crate::jose::algorithm::Algorithm],
         now: UnixSeconds,
         jitter_permille: u64,
     ) -> Fetcher {
@@ -836,7 +836,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::algorithm::Algorithm;
+    use crate::jose::algorithm::Algorithm;
     use crate::support::{jwks, TestKey};
 
     const T0: i64 = 1_800_000_000;

@@ -7,12 +7,12 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::alg::Portable;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, DEFAULT_RULE};
+use crate::fetch::remote::{AddressesNow, KeysNow, NoRemoteDocuments};
 use crate::introspection::IntrospectionCache;
-use crate::remote::{AddressesNow, KeysNow, NoRemoteDocuments};
-use crate::token_cache::TokenCache;
+use crate::jose::signature::Portable;
+use crate::verify::cache::TokenCache;
 
 use crate::support::{b64url, jwks, sign_raw, token, TestKey};
 
@@ -813,7 +813,7 @@ fn every_reason_has_a_distinct_stable_name() {
 }
 
 /// Remote keys as a test sets them.
-struct FixedRemoteKeys(Option<crate::jwks::KeySet>, bool);
+struct FixedRemoteKeys(Option<crate::jose::jwks::KeySet>, bool);
 
 impl RemoteDocuments for FixedRemoteKeys {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
@@ -885,7 +885,7 @@ fn requests_wait_for_keys_not_yet_fetched_then_get_503_if_none_come() {
 
 #[test]
 fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
-    let (keys, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
+    let (keys, _) = crate::jose::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
     let remote = FixedRemoteKeys(Some(keys), true);
     let token = token("ES256", TestKey::P256, &claims());
     assert_eq!(
@@ -900,7 +900,7 @@ fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
         "unknown_key_id",
     );
     // With the key in the set, the same token is allowed at once.
-    let (keys, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256])).unwrap();
+    let (keys, _) = crate::jose::jwks::KeySet::from_value(&jwks(&[TestKey::P256])).unwrap();
     allowed(decide_remote(
         &FixedRemoteKeys(Some(keys), true),
         &token,
@@ -915,8 +915,8 @@ fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
 #[derive(Default)]
 struct CountingVerifier(std::cell::Cell<usize>);
 
-impl crate::alg::SignatureVerifier for CountingVerifier {
-    fn verify(&self, signature: &crate::alg::CheckedSignature<'_>) -> bool {
+impl crate::jose::signature::SignatureVerifier for CountingVerifier {
+    fn verify(&self, signature: &crate::jose::signature::CheckedSignature<'_>) -> bool {
         self.0.set(self.0.get() + 1);
         Portable.verify(signature)
     }
@@ -1109,8 +1109,8 @@ fn a_remembered_token_is_forgotten_when_its_key_leaves_the_key_set() {
     let headers = bearer(&token);
     let request = ("GET", "/orders", headers.as_slice());
     let (with_key, _) =
-        crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256, TestKey::P384])).unwrap();
-    let (without_key, _) = crate::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
+        crate::jose::jwks::KeySet::from_value(&jwks(&[TestKey::P256, TestKey::P384])).unwrap();
+    let (without_key, _) = crate::jose::jwks::KeySet::from_value(&jwks(&[TestKey::P384])).unwrap();
 
     let published = FixedRemoteKeys(Some(with_key), false);
     allowed(decide_cached(
@@ -1130,7 +1130,7 @@ fn a_remembered_token_is_forgotten_when_its_key_leaves_the_key_set() {
     let unavailable = FixedRemoteKeys(None, false);
     let published = FixedRemoteKeys(
         Some(
-            crate::jwks::KeySet::from_value(&jwks(&[TestKey::P256]))
+            crate::jose::jwks::KeySet::from_value(&jwks(&[TestKey::P256]))
                 .unwrap()
                 .0,
         ),
@@ -1833,7 +1833,7 @@ fn device_tokens_vouch_for_no_user_and_are_not_a_second_token() {
 }
 
 /// Address lists as a test sets them: `Some` in force, `None` pending (`true`) or unavailable.
-struct FixedLists(Vec<(Option<crate::request_context::AddressSet>, bool)>);
+struct FixedLists(Vec<(Option<crate::policy::context::AddressSet>, bool)>);
 
 impl RemoteDocuments for FixedLists {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
@@ -1892,9 +1892,9 @@ fn decide_with_lists(
     )
 }
 
-fn list_of(blocks: &[&str]) -> Option<crate::request_context::AddressSet> {
+fn list_of(blocks: &[&str]) -> Option<crate::policy::context::AddressSet> {
     let text = blocks.join("\n");
-    Some(crate::request_context::AddressSet::parse_list(text.as_bytes()).unwrap())
+    Some(crate::policy::context::AddressSet::parse_list(text.as_bytes()).unwrap())
 }
 
 #[test]

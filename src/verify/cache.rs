@@ -22,9 +22,9 @@
 
 use std::sync::Arc;
 
+use crate::base::fifo_map::FifoMap;
 use crate::base::ids::ProviderIndex;
-use crate::fifo_map::FifoMap;
-use crate::jwks::KeyFingerprint;
+use crate::jose::jwks::KeyFingerprint;
 use crate::verify::Lifetime;
 
 use serde_json::{Map, Value};
