@@ -7,7 +7,7 @@
 #![allow(clippy::expect_used)]
 
 fn main() {
-    let schema = wasm_jwt_authn::config::schema();
+    let schema = wasm_jwt_authn::testing::config::schema();
     println!(
         "{}",
         serde_json::to_string_pretty(&schema).expect("a JSON value prints")

@@ -8,14 +8,14 @@
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::config::{Config, ProviderIndex};
-use wasm_jwt_authn::jose::signature::Portable;
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
-use wasm_jwt_authn::verify::cache::TokenCache;
-use wasm_jwt_authn::jose::jwks::KeySet;
-use wasm_jwt_authn::fetch::remote::KeysNow;
-use wasm_jwt_authn::request::Request;
-use wasm_jwt_authn::verify::UnixSeconds;
+use wasm_jwt_authn::testing::config::{Config, ProviderIndex};
+use wasm_jwt_authn::testing::jose::signature::Portable;
+use wasm_jwt_authn::testing::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
+use wasm_jwt_authn::testing::verify::cache::TokenCache;
+use wasm_jwt_authn::testing::jose::jwks::KeySet;
+use wasm_jwt_authn::testing::fetch::remote::KeysNow;
+use wasm_jwt_authn::testing::request::Request;
+use wasm_jwt_authn::testing::verify::UnixSeconds;
 
 #[path = "../../tests/support/mod.rs"]
 pub mod support;

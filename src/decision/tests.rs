@@ -7,9 +7,10 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::base::ids::ListIndex;
 use crate::base::time::UnixSeconds;
 use crate::config::{Config, DEFAULT_RULE};
-use crate::fetch::remote::{AddressesNow, KeysNow, NoRemoteDocuments};
+use crate::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
 use crate::introspection::IntrospectionCache;
 use crate::jose::signature::Portable;
 use crate::verify::cache::TokenCache;
@@ -2497,4 +2498,17 @@ fn the_internal_error_is_a_json_answer_like_the_denials() {
             ("cache-control".to_owned(), "no-store".to_owned()),
         ]
     );
+}
+
+/// No remote documents: every provider's keys and every address list are unavailable.
+pub struct NoRemoteDocuments;
+
+impl RemoteDocuments for NoRemoteDocuments {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        KeysNow::Unavailable
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
+    }
 }

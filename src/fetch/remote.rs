@@ -813,19 +813,6 @@ pub trait RemoteDocuments {
     fn address_list_now(&self, list: ListIndex, now: UnixSeconds) -> AddressesNow<'_>;
 }
 
-/// For configurations without remote documents (and tests): all are unavailable.
-pub struct NoRemoteDocuments;
-
-impl RemoteDocuments for NoRemoteDocuments {
-    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
-        KeysNow::Unavailable
-    }
-
-    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
-        AddressesNow::Unavailable
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::arithmetic_side_effects)]

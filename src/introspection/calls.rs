@@ -74,7 +74,6 @@ pub enum Parked<R> {
 
 /// How an ended call went, for the adapter's counters and logs, and who waited for it.
 pub struct Finished<R> {
-    pub provider: ProviderIndex,
     /// Whether the token is active, or why there is no answer.
     pub outcome: Result<bool, IntrospectionError>,
     pub waiters: Vec<Waiting<R>>,
@@ -203,7 +202,6 @@ impl<R> Calls<R> {
             Err(error) => Err(error),
         };
         Finished {
-            provider: call.provider,
             outcome,
             waiters: call.waiters,
         }

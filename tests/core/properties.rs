@@ -22,18 +22,18 @@
 )]
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::base::ids::ProviderIndex;
-use wasm_jwt_authn::base::time::UnixSeconds;
-use wasm_jwt_authn::config::{Config, KeySource};
-use wasm_jwt_authn::decision::{authenticate, Attempt, Decision, Services};
-use wasm_jwt_authn::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
-use wasm_jwt_authn::introspection::IntrospectionCache;
-use wasm_jwt_authn::jose::jwks::KeySet;
-use wasm_jwt_authn::jose::signature::Portable;
-use wasm_jwt_authn::jose::token as jws;
-use wasm_jwt_authn::request::{token, Request};
-use wasm_jwt_authn::verify;
-use wasm_jwt_authn::verify::cache::TokenCache;
+use wasm_jwt_authn::testing::base::ids::ProviderIndex;
+use wasm_jwt_authn::testing::base::time::UnixSeconds;
+use wasm_jwt_authn::testing::config::{Config, KeySource};
+use wasm_jwt_authn::testing::decision::{authenticate, Attempt, Decision, Services};
+use wasm_jwt_authn::testing::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
+use wasm_jwt_authn::testing::introspection::IntrospectionCache;
+use wasm_jwt_authn::testing::jose::jwks::KeySet;
+use wasm_jwt_authn::testing::jose::signature::Portable;
+use wasm_jwt_authn::testing::jose::token as jws;
+use wasm_jwt_authn::testing::request::{token, Request};
+use wasm_jwt_authn::testing::verify;
+use wasm_jwt_authn::testing::verify::cache::TokenCache;
 
 use crate::support::{jwks, sign_raw, token, TestKey};
 

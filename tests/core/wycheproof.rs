@@ -39,10 +39,10 @@ use crate::wycheproof_vectors::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::{json, Value};
-use wasm_jwt_authn::jose::algorithm::Algorithm;
-use wasm_jwt_authn::jose::jwks::{self, KeyProblem, KeySet};
-use wasm_jwt_authn::jose::signature::{self, Portable, SignatureError};
-use wasm_jwt_authn::jose::token::{self, JoseHeader, MalformedToken};
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
+use wasm_jwt_authn::testing::jose::jwks::{self, KeyProblem, KeySet};
+use wasm_jwt_authn::testing::jose::signature::{self, Portable, SignatureError};
+use wasm_jwt_authn::testing::jose::token::{self, JoseHeader, MalformedToken};
 
 /// The JWA names the filter implements, spelled out here rather than taken from
 /// `Algorithm::ALL`, so that a header naming anything else (`HS256`, `none`, `NONE`, `ES512`)

@@ -30,7 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::decision::Reason;
+use wasm_jwt_authn::testing::decision::Reason;
 
 use crate::envoy::{Envoy, Options};
 use crate::stand::{Exchange, Stand, REALM};

@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::decision::Reason;
+use wasm_jwt_authn::testing::decision::Reason;
 
 use super::envoy::{Envoy, Options, REQUEST_ID_HEADER};
 use super::http::Response;

@@ -3,7 +3,7 @@
 //!
 //! `tests/crypto_probe/` is a test-only proxy-wasm module that takes one signature per request
 //! (algorithm, JWK, message, signature in headers) and answers what the filter's own code made
-//! of it inside the proxy: [`jwks::parse_key`], [`wasm_jwt_authn::jose::signature::check`], the portable
+//! of it inside the proxy: [`jwks::parse_key`], [`wasm_jwt_authn::testing::jose::signature::check`], the portable
 //! verdict, and the host's verdict on `host_arguments()`, called as the filter's adapter calls
 //! it. This test builds the probe, starts one Envoy with it, sends every vector of the files
 //! below over one keep-alive connection, and asserts for every vector:
@@ -42,10 +42,10 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasm_jwt_authn::jose::algorithm::Algorithm;
-use wasm_jwt_authn::jose::jwks::{self, KeyProblem, KeySet};
-use wasm_jwt_authn::jose::signature;
-use wasm_jwt_authn::jose::token::{self, JoseHeader, MalformedToken};
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
+use wasm_jwt_authn::testing::jose::jwks::{self, KeyProblem, KeySet};
+use wasm_jwt_authn::testing::jose::signature;
+use wasm_jwt_authn::testing::jose::token::{self, JoseHeader, MalformedToken};
 
 use crate::envoy;
 use crate::envoy::{Envoy, Options};

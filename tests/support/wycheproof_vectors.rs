@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use wasm_jwt_authn::jose::algorithm::Algorithm;
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
 
 pub const VECTOR_DIR_ENV: &str = "WYCHEPROOF_DIR";
 /// Relative to `CARGO_MANIFEST_DIR`.

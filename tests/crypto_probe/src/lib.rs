@@ -27,9 +27,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use serde_json::{json, Value};
-use wasm_jwt_authn::jose::signature::{self, CheckedSignature, Portable, SignatureVerifier as _};
-use wasm_jwt_authn::jose::algorithm::Algorithm;
-use wasm_jwt_authn::jose::{host_crypto, jwks};
+use wasm_jwt_authn::testing::jose::signature::{self, CheckedSignature, Portable, SignatureVerifier as _};
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
+use wasm_jwt_authn::testing::jose::{host_crypto, jwks};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
