@@ -400,7 +400,8 @@ pub struct Provider {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
-    pub keys: KeySource,
+    /// Keys (with introspection or without), or introspection alone.
+    pub trust: Trust,
     pub token_sources: Vec<TokenSource>,
     pub clock_skew_seconds: u64,
     pub required_claims: Vec<String>,
@@ -411,9 +412,6 @@ pub struct Provider {
     pub payload_header: Option<Arc<str>>,
     /// Where this provider's tokens carry roles or groups, for `require.roles`.
     pub role_claims: Vec<Vec<String>>,
-    /// Its introspection endpoint: with keys, verified JWTs are also asked about (revocation);
-    /// without, its tokens are opaque and introspection alone vouches for them.
-    pub introspection: Option<IntrospectionSettings>,
     /// With an issuer template (`…/{tenantid}/…`, a multi-tenant provider such as Entra ID):
     /// the tenants whose tokens it accepts. Never "any tenant".
     pub tenants: Option<Vec<String>>,
@@ -445,7 +443,23 @@ impl Provider {
 
     /// A provider of opaque tokens: no keys, introspection only.
     pub fn is_opaque(&self) -> bool {
-        matches!(self.keys, KeySource::None)
+        matches!(self.trust, Trust::Opaque { .. })
+    }
+
+    /// Its keys; none for a provider of opaque tokens.
+    pub fn keys(&self) -> Option<&KeySource> {
+        match &self.trust {
+            Trust::Keys { keys, .. } => Some(keys),
+            Trust::Opaque { .. } => None,
+        }
+    }
+
+    /// Its introspection endpoint, if it has one (every provider of opaque tokens has).
+    pub fn introspection(&self) -> Option<&IntrospectionSettings> {
+        match &self.trust {
+            Trust::Keys { introspection, .. } => introspection.as_ref(),
+            Trust::Opaque { introspection } => Some(introspection),
+        }
     }
 }
 
@@ -476,6 +490,21 @@ impl crate::verify::Expectations for Provider {
     }
 }
 
+/// What vouches for a provider's tokens.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Signed JWTs, checked against its keys. With `introspection`, a token whose signature
+    /// and claims hold is also asked about (revocation).
+    Keys {
+        keys: KeySource,
+        introspection: Option<IntrospectionSettings>,
+    },
+    /// Opaque tokens (no `jwks`, no `discovery`), vouched for by introspection alone.
+    Opaque {
+        introspection: IntrospectionSettings,
+    },
+}
+
 /// Where a provider's keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
@@ -483,8 +512,6 @@ pub enum KeySource {
     Inline(KeySet),
     /// `jwks.uri` or `discovery`: fetched, refreshed and shared at run time.
     Remote(RemoteSettings),
-    /// No keys: the provider's tokens are opaque, vouched for by `introspection` alone.
-    None,
 }
 
 /// Defaults to 5 seconds for one JWKS or discovery call.
@@ -1095,15 +1122,8 @@ fn validate_provider(
     let algorithms = validate_algorithms(field, raw.algorithms.take())?;
 
     let allow_http = raw.allow_http.unwrap_or(false);
-    let (keys, skipped) =
-        validate_keys(field, &mut raw, &algorithms, algorithms_given, allow_http)?;
-    let introspection = raw
-        .introspection
-        .take()
-        .map(|introspection| {
-            validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
-        })
-        .transpose()?;
+    let (trust, skipped) =
+        validate_trust(field, &mut raw, &algorithms, algorithms_given, allow_http)?;
 
     let token_sources = validate_token_sources(field, raw.token_sources.take())?;
 
@@ -1125,7 +1145,7 @@ fn validate_provider(
             issuer: raw.issuer,
             audiences: raw.audiences,
             algorithms,
-            keys,
+            trust,
             token_sources,
             clock_skew_seconds,
             required_claims,
@@ -1135,7 +1155,6 @@ fn validate_provider(
             claims_to_headers,
             payload_header: payload_header.map(Arc::from),
             role_claims,
-            introspection,
             tenants,
         },
         skipped,
@@ -1228,16 +1247,17 @@ fn validate_algorithms(
     })
 }
 
-/// Where a provider's keys come from: inline, fetched (directly or through discovery), or
-/// none at all for a provider of opaque tokens (then nothing of a JWT's may be configured).
-fn validate_keys(
+/// What vouches for the provider's tokens: keys inline or fetched (directly or through
+/// discovery), with optional introspection; or, with neither `jwks` nor `discovery`,
+/// introspection alone (then nothing of a JWT's may be configured).
+fn validate_trust(
     field: &str,
     raw: &mut RawProvider,
     algorithms: &[Algorithm],
     algorithms_given: bool,
     allow_http: bool,
-) -> Result<(KeySource, Vec<SkippedKey>), ConfigError> {
-    Ok(match (raw.jwks.take(), raw.discovery.take()) {
+) -> Result<(Trust, Vec<SkippedKey>), ConfigError> {
+    let (keys, skipped) = match (raw.jwks.take(), raw.discovery.take()) {
         (Some(jwks), None) => key_source(field, jwks, algorithms, allow_http)?,
         (None, Some(discovery)) => {
             let field = format!("{field}.discovery");
@@ -1263,28 +1283,61 @@ fn validate_keys(
         (Some(_), Some(_)) => {
             return Err(error(field, "use one of `jwks` and `discovery`"));
         }
-        (None, None) if raw.introspection.is_some() => {
-            // Opaque tokens: nothing of a JWT's may be configured.
-            let jwt_only = [
-                ("algorithms", algorithms_given),
-                ("token_types", raw.token_types.is_some()),
-                ("payload_header", raw.payload_header.is_some()),
-                ("max_lifetime_seconds", raw.max_lifetime_seconds.is_some()),
-            ];
-            if let Some((name, _)) = jwt_only.iter().find(|(_, set)| *set) {
-                return Err(error(
-                    format!("{field}.{name}"),
-                    "a provider without `jwks` or `discovery` has opaque tokens, vouched for by `introspection` alone: this applies to JWTs only",
-                ));
-            }
-            (KeySource::None, Vec::new())
-        }
         (None, None) => {
-            return Err(error(
-                field,
-                "missing field `jwks` (or `discovery`, or `introspection` for opaque tokens)",
-            ));
+            return Ok((
+                opaque_trust(field, raw, algorithms_given, allow_http)?,
+                Vec::new(),
+            ))
         }
+    };
+    let introspection = raw
+        .introspection
+        .take()
+        .map(|introspection| {
+            validate_introspection(&format!("{field}.introspection"), introspection, allow_http)
+        })
+        .transpose()?;
+    Ok((
+        Trust::Keys {
+            keys,
+            introspection,
+        },
+        skipped,
+    ))
+}
+
+/// A provider without `jwks` or `discovery`: its tokens are opaque, and nothing of a JWT's may
+/// be configured.
+fn opaque_trust(
+    field: &str,
+    raw: &mut RawProvider,
+    algorithms_given: bool,
+    allow_http: bool,
+) -> Result<Trust, ConfigError> {
+    let Some(introspection) = raw.introspection.take() else {
+        return Err(error(
+            field,
+            "missing field `jwks` (or `discovery`, or `introspection` for opaque tokens)",
+        ));
+    };
+    let jwt_only = [
+        ("algorithms", algorithms_given),
+        ("token_types", raw.token_types.is_some()),
+        ("payload_header", raw.payload_header.is_some()),
+        ("max_lifetime_seconds", raw.max_lifetime_seconds.is_some()),
+    ];
+    if let Some((name, _)) = jwt_only.iter().find(|(_, set)| *set) {
+        return Err(error(
+            format!("{field}.{name}"),
+            "a provider without `jwks` or `discovery` has opaque tokens, vouched for by `introspection` alone: this applies to JWTs only",
+        ));
+    }
+    Ok(Trust::Opaque {
+        introspection: validate_introspection(
+            &format!("{field}.introspection"),
+            introspection,
+            allow_http,
+        )?,
     })
 }
 
@@ -1876,7 +1929,7 @@ fn validate_device(
             format!("no provider is named {:?}", raw.provider),
         ));
     };
-    if provider.is_opaque() || provider.introspection.is_some() {
+    if provider.introspection().is_some() {
         return Err(error(
             "device.provider",
             "device tokens are JWTs verified by keys alone: the device provider has `jwks` or `discovery` and no `introspection`",
@@ -2249,7 +2302,7 @@ mod tests {
             .push(json!({"kty": "oct", "k": "c2VjcmV0"}));
         document["providers"][0]["jwks"]["inline"] = keys;
         let loaded = Config::from_json(document.to_string().as_bytes()).unwrap();
-        let KeySource::Inline(keys) = &loaded.config.providers[0].keys else {
+        let Some(KeySource::Inline(keys)) = loaded.config.providers[0].keys() else {
             panic!("inline keys expected");
         };
         assert_eq!(keys.len(), 1);
@@ -2292,7 +2345,7 @@ mod tests {
         document["providers"][0]["jwks"] =
             json!({"uri": "https://idp.example.com/certs", "upstream": "idp_cluster"});
         let config = load(&document).unwrap();
-        let KeySource::Remote(remote) = &config.providers[0].keys else {
+        let Some(KeySource::Remote(remote)) = config.providers[0].keys() else {
             panic!("remote keys expected");
         };
         assert_eq!(
@@ -2315,7 +2368,7 @@ mod tests {
         provider.remove("jwks");
         provider.insert("discovery".to_owned(), json!({"upstream": "idp"}));
         let config = load(&discovery).unwrap();
-        let KeySource::Remote(remote) = &config.providers[0].keys else {
+        let Some(KeySource::Remote(remote)) = config.providers[0].keys() else {
             panic!("remote keys expected");
         };
         assert_eq!(

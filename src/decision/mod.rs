@@ -949,7 +949,7 @@ fn verified_now<'a>(
         .ok_or(Denial::UnknownIssuer)?;
     check_request(accepted, provider_index, provider, found)?;
     let keys = keys_to_verify(provider_index, provider, services.remote, now, attempt)?;
-    let is_remote = matches!(provider.keys, KeySource::Remote(_));
+    let is_remote = matches!(provider.keys(), Some(KeySource::Remote(_)));
     let verified = match verify::verify(untrusted, provider, keys, now, services.signatures) {
         Ok(verified) => verified,
         Err(Rejection::UnknownKeyId) if is_remote && attempt == Attempt::First => {
@@ -1255,7 +1255,7 @@ fn introspected(
     now: UnixSeconds,
     attempt: Attempt,
 ) -> Result<Option<Arc<Claims>>, Stop> {
-    if provider.introspection.is_none() {
+    if provider.introspection().is_none() {
         return Ok(None);
     }
     match (
@@ -1316,11 +1316,11 @@ fn provider_keys<'k>(
     remote: &'k dyn RemoteDocuments,
     now: UnixSeconds,
 ) -> KeysNow<'k> {
-    match &provider.keys {
-        KeySource::Inline(keys) => KeysNow::Fresh(keys),
-        KeySource::Remote(_) => remote.keys_now(provider_index, now),
+    match provider.keys() {
+        Some(KeySource::Inline(keys)) => KeysNow::Fresh(keys),
+        Some(KeySource::Remote(_)) => remote.keys_now(provider_index, now),
         // Never asked: JWTs never pick an opaque provider (see `Config::provider_by_issuer`).
-        KeySource::None => KeysNow::Unavailable,
+        None => KeysNow::Unavailable,
     }
 }
 

@@ -2095,7 +2095,7 @@ fn answered(config: &Config, provider: usize, token: &str, answer: Value) -> Int
         Value::Object(members) => crate::introspection::Introspected::Active(Arc::new(members)),
         _ => crate::introspection::Introspected::Inactive,
     };
-    let settings = config.providers()[provider].introspection.as_ref().unwrap();
+    let settings = config.providers()[provider].introspection().unwrap();
     cache.insert(provider, token, answer, settings, NOW);
     cache
 }

@@ -43,9 +43,9 @@ pub(crate) fn sources_of(config: &Config, worker: u64, now: UnixSeconds) -> Sour
     let providers = config
         .providers()
         .iter()
-        .map(|provider| match &provider.keys {
-            KeySource::Inline(_) | KeySource::None => None,
-            KeySource::Remote(settings) => Some(SourceSpec::keys(
+        .map(|provider| match provider.keys() {
+            Some(KeySource::Inline(_)) | None => None,
+            Some(KeySource::Remote(settings)) => Some(SourceSpec::keys(
                 &provider.name,
                 &provider.issuer,
                 &provider.algorithms,

@@ -9,6 +9,7 @@ use super::{log, Shared};
 
 use crate::base::http;
 use crate::base::time::UnixSeconds;
+use crate::config::Provider;
 use crate::decision::IntrospectionNeeded;
 use crate::introspection::calls::{Call, Calls, Parked, Waiting};
 use crate::introspection::{self, IntrospectionCache, IntrospectionError};
@@ -43,7 +44,7 @@ pub(crate) fn park(
         .config
         .providers()
         .get(needed.provider)
-        .and_then(|provider| provider.introspection.as_ref());
+        .and_then(Provider::introspection);
     let parked = shared.introspections.borrow_mut().calls.park(
         needed.provider,
         needed.token,
@@ -146,7 +147,7 @@ fn finish(
     now: UnixSeconds,
 ) -> Vec<Waiting<OwnedRequest>> {
     let provider = shared.config.providers().get(call.provider());
-    let settings = provider.and_then(|provider| provider.introspection.as_ref());
+    let settings = provider.and_then(Provider::introspection);
     let finished = {
         let mut state = shared.introspections.borrow_mut();
         Calls::finish(call, answer, settings, &mut state.cache, now)

@@ -192,7 +192,7 @@ impl AuthnRoot {
         let introspects = config
             .providers()
             .iter()
-            .any(|provider| provider.introspection.is_some());
+            .any(|provider| provider.introspection().is_some());
         if !sources.is_empty() || introspects {
             abi::set_tick_period(TICK)
                 .map_err(|status| format!("cannot set the tick period: {status:?}"))?;

@@ -62,9 +62,9 @@ impl Stats {
         };
         let mut gauges = Vec::new();
         for provider in config.providers() {
-            gauges.push(match provider.keys {
-                KeySource::Inline(_) | KeySource::None => None,
-                KeySource::Remote(_) => Some(source_gauges("jwks", &provider.name)?),
+            gauges.push(match provider.keys() {
+                Some(KeySource::Inline(_)) | None => None,
+                Some(KeySource::Remote(_)) => Some(source_gauges("jwks", &provider.name)?),
             });
         }
         for list in config.address_lists() {
