@@ -115,19 +115,54 @@ pub struct Services<'a> {
 pub struct Allowed {
     /// The rule that let the request through: its name, or `default` when none matched.
     pub rule: Arc<str>,
-    /// The provider that vouched for the caller; `None` on an anonymous route.
-    pub provider: Option<Arc<str>>,
-    /// The verified `sub` claim, when it is safe to log (see [`edits::is_safe_text`]).
-    pub subject: Option<Arc<str>>,
+    pub caller: Caller,
     pub edits: RequestEdits,
-    pub verification: Verification,
 }
 
-/// How an allowed request's caller was established.
+/// Who an allowed request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An anonymous route: nobody was asked.
+    Anonymous,
+    /// A token a provider vouched for.
+    Verified {
+        /// The provider's name.
+        provider: Arc<str>,
+        /// The verified `sub` claim, when it is safe to log (see [`edits::is_safe_text`]).
+        subject: Option<Arc<str>>,
+        by: Verification,
+    },
+}
+
+impl Caller {
+    /// The provider that vouched for the caller; `None` on an anonymous route.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Verified { provider, .. } => Some(provider),
+        }
+    }
+
+    /// The verified `sub` claim, when there is one and it is safe to log.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Verified { subject, .. } => subject.as_deref(),
+        }
+    }
+
+    /// How the token was verified; `None` on an anonymous route.
+    pub fn verification(&self) -> Option<Verification> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Verified { by, .. } => Some(*by),
+        }
+    }
+}
+
+/// How a token was found good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
-    /// An anonymous route: nobody was.
-    Anonymous,
     /// The token was verified, signature and all.
     Signature,
     /// The token was verified earlier and remembered (see [`crate::verify::cache`]).
@@ -799,10 +834,8 @@ impl<'a, 'r> Route<'a, 'r> {
         edits.set_headers.extend(headers);
         Ok(Allowed {
             rule: Arc::clone(&self.rule_name),
-            provider: None,
-            subject: None,
+            caller: Caller::Anonymous,
             edits,
-            verification: Verification::Anonymous,
         })
     }
 
@@ -1347,10 +1380,12 @@ fn allow_verified(
     }
     Allowed {
         rule: grounds.rule,
-        provider: Some(Arc::clone(&provider.name)),
-        subject,
+        caller: Caller::Verified {
+            provider: Arc::clone(&provider.name),
+            subject,
+            by: grounds.verification,
+        },
         edits,
-        verification: grounds.verification,
     }
 }
 

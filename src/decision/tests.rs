@@ -165,8 +165,8 @@ fn every_algorithm_is_accepted_with_a_matching_key() {
     ] {
         let key = TestKey::for_algorithm(alg);
         let allowed = allowed(decide_token(&token(alg, key, &claims())));
-        assert_eq!(allowed.provider.as_deref(), Some("corp"), "{alg}");
-        assert_eq!(allowed.subject.as_deref(), Some("user-1"), "{alg}");
+        assert_eq!(allowed.caller.provider(), Some("corp"), "{alg}");
+        assert_eq!(allowed.caller.subject(), Some("user-1"), "{alg}");
     }
 }
 
@@ -192,7 +192,7 @@ fn allowed_request_gets_identity_headers_and_loses_spoofed_ones() {
 fn a_subject_with_a_line_break_is_neither_forwarded_nor_logged() {
     let claims = with(claims(), json!({"sub": "alice\r\nx-admin: true"}));
     let allowed = allowed(decide_token(&token("ES256", TestKey::P256, &claims)));
-    assert_eq!(allowed.subject, None);
+    assert_eq!(allowed.caller.subject(), None);
     assert!(allowed.edits.set_headers.is_empty(), "{:?}", allowed.edits);
 }
 
@@ -201,7 +201,7 @@ fn anonymous_route_needs_no_token_but_still_drops_spoofed_identity_headers() {
     let config = load(&base_config());
     let headers = vec![("x-jwt-sub".to_owned(), "admin".to_owned())];
     let allowed = allowed(decide_on(&config, "GET", "/healthz/live", &headers));
-    assert_eq!(allowed.provider, None);
+    assert_eq!(allowed.caller, Caller::Anonymous);
     assert_eq!(
         names(&allowed.edits.remove_headers),
         ["x-jwt-sub", "x-jwt-roles"]
@@ -422,7 +422,7 @@ fn no_matching_rule_requires_a_token_from_any_provider() {
     );
     let path = format!("/anything?access_token={partner}");
     let allowed = allowed(decide_on(&config, "GET", &path, &[]));
-    assert_eq!(allowed.provider.as_deref(), Some("partner"));
+    assert_eq!(allowed.caller.provider(), Some("partner"));
     // forward_token: false strips the query parameter.
     assert_eq!(allowed.edits.path.as_deref(), Some("/anything"));
 }
@@ -965,7 +965,7 @@ fn a_remembered_token_is_allowed_again_without_signature_math_and_with_the_same_
         request,
         NOW,
     ));
-    assert_eq!(first.verification, Verification::Signature);
+    assert_eq!(first.caller.verification(), Some(Verification::Signature));
     assert_eq!(verifier.0.get(), 1);
     assert_eq!(cache.len(), 1);
 
@@ -977,11 +977,11 @@ fn a_remembered_token_is_allowed_again_without_signature_math_and_with_the_same_
         request,
         NOW + 1,
     ));
-    assert_eq!(again.verification, Verification::CacheHit);
+    assert_eq!(again.caller.verification(), Some(Verification::CacheHit));
     assert_eq!(verifier.0.get(), 1, "a hit does no signature math");
     assert_eq!(again.edits, first.edits);
-    assert_eq!(again.subject.as_deref(), Some("user-1"));
-    assert_eq!(again.provider.as_deref(), Some("corp"));
+    assert_eq!(again.caller.subject(), Some("user-1"));
+    assert_eq!(again.caller.provider(), Some("corp"));
 }
 
 #[test]
@@ -1045,7 +1045,10 @@ fn a_remembered_token_still_expires_on_time() {
         request,
         NOW + 659,
     );
-    assert_eq!(allowed(last_second).verification, Verification::CacheHit);
+    assert_eq!(
+        allowed(last_second).caller.verification(),
+        Some(Verification::CacheHit)
+    );
     let expired = decide_cached(
         &config,
         &NoRemoteDocuments,
@@ -1118,7 +1121,10 @@ fn a_remembered_token_is_forgotten_when_its_key_leaves_the_key_set() {
         &config, &published, &mut cache, &verifier, request, NOW,
     ));
     let hit = decide_cached(&config, &published, &mut cache, &verifier, request, NOW);
-    assert_eq!(allowed(hit).verification, Verification::CacheHit);
+    assert_eq!(
+        allowed(hit).caller.verification(),
+        Some(Verification::CacheHit)
+    );
 
     let rotated = FixedRemoteKeys(Some(without_key), false);
     let decision = decide_cached(&config, &rotated, &mut cache, &verifier, request, NOW);
@@ -1349,8 +1355,8 @@ fn a_remembered_token_meets_each_routes_requirements_from_its_kept_claims() {
     assert_denied(&decide("/reports"), "claim_condition_failed");
     // ... and from memory it passes the route it meets, and fails the one it does not.
     assert_eq!(
-        allowed(decide("/admin")).verification,
-        Verification::CacheHit
+        allowed(decide("/admin")).caller.verification(),
+        Some(Verification::CacheHit)
     );
     assert_denied(&decide("/reports"), "claim_condition_failed");
     assert_eq!(verifier.0.get(), 1, "one signature check in all");
@@ -1418,7 +1424,7 @@ fn source_addresses_open_or_close_a_route_even_an_anonymous_one() {
     let config = context_config(json!({"from": "proxy"}));
     assert!(config.reads_source_address());
     let inside = decide_from(&config, "/internal/metrics", &[], "10.1.2.3", NOW);
-    assert_eq!(allowed(inside).verification, Verification::Anonymous);
+    assert_eq!(allowed(inside).caller, Caller::Anonymous);
     allowed(decide_from(
         &config,
         "/internal/metrics",
@@ -2139,9 +2145,12 @@ fn an_opaque_token_is_introspected_then_judged_by_the_answer() {
         OPAQUE,
         Attempt::First,
     ));
-    assert_eq!(allowed.verification, Verification::Introspection);
-    assert_eq!(allowed.provider.as_deref(), Some("opaque"));
-    assert_eq!(allowed.subject.as_deref(), Some("svc-billing"));
+    assert_eq!(
+        allowed.caller.verification(),
+        Some(Verification::Introspection)
+    );
+    assert_eq!(allowed.caller.provider(), Some("opaque"));
+    assert_eq!(allowed.caller.subject(), Some("svc-billing"));
     assert_eq!(&*allowed.rule, "writes");
     assert!(pairs(&allowed.edits.set_headers).contains(&("x-client", "billing")));
 
@@ -2254,7 +2263,7 @@ fn a_verified_jwt_is_also_introspected_when_its_provider_says_so() {
         &jwt,
         Attempt::First,
     ));
-    assert_eq!(allowed.verification, Verification::Signature);
+    assert_eq!(allowed.caller.verification(), Some(Verification::Signature));
     let revoked = answered(&config, 0, &jwt, Value::Null);
     assert_denied(
         &decide_introspected(&config, &revoked, "/write/x", &jwt, Attempt::First),
@@ -2391,7 +2400,7 @@ fn an_issuer_template_accepts_its_listed_tenants_only() {
             "/orders",
             &bearer(&tenant_token(tenant, Some(tenant))),
         ));
-        assert_eq!(allowed.provider.as_deref(), Some("entra"));
+        assert_eq!(allowed.caller.provider(), Some("entra"));
     }
     // Another tenant of the same cloud is nobody's: never "any tenant".
     let stranger = "00000000-1111-2222-3333-444444444444";

@@ -4,7 +4,7 @@
 
 use super::abi::{self, LogLevel, MapType};
 
-use crate::decision::{Allowed, Denial, Response};
+use crate::decision::{Allowed, Caller, Denial, Response};
 
 use super::{log, Shared};
 
@@ -45,7 +45,7 @@ pub(crate) fn allow(shared: &Shared, context_id: u32, allowed: &Allowed) -> Appl
             &format!("cannot edit the request: {status:?}"),
         );
     }
-    let anonymous = allowed.provider.is_none();
+    let anonymous = allowed.caller == Caller::Anonymous;
     shared.stats.count_allowed(anonymous);
     set_property(
         DECISION_PROPERTY,
@@ -55,7 +55,7 @@ pub(crate) fn allow(shared: &Shared, context_id: u32, allowed: &Allowed) -> Appl
             "allow"
         },
     );
-    if let Some(subject) = &allowed.subject {
+    if let Some(subject) = allowed.caller.subject() {
         set_property(SUBJECT_PROPERTY, subject);
     }
     set_property(RULE_PROPERTY, &allowed.rule);

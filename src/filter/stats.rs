@@ -155,13 +155,12 @@ impl Stats {
     /// [`GAUGE_INTERVAL`] decisions records the cache size and the VM's memory.
     pub(crate) fn record_decision(&self, decision: &Decision, cache: &TokenCache) {
         if let Decision::Allow(allowed) = decision {
-            match allowed.verification {
-                Verification::CacheHit => Self::increment(self.token_cache_hit),
-                Verification::Signature if cache.is_enabled() => {
+            match allowed.caller.verification() {
+                Some(Verification::CacheHit) => Self::increment(self.token_cache_hit),
+                Some(Verification::Signature) if cache.is_enabled() => {
                     Self::increment(self.token_cache_miss);
                 }
-                Verification::Signature | Verification::Anonymous | Verification::Introspection => {
-                }
+                Some(Verification::Signature | Verification::Introspection) | None => {}
             }
         }
         let count = self.decisions_since_gauges.get().wrapping_add(1);
