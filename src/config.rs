@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::base::http::HttpUri;
-use crate::base::ids::ProviderIndex;
+use crate::base::ids::{ListIndex, ProviderIndex};
 use crate::fetch::remote::{Location, RemoteSettings, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
 use crate::introspection::{self, IntrospectionSettings};
 use crate::jose::algorithm::Algorithm;
@@ -738,12 +738,18 @@ impl Config {
             .iter()
             .enumerate()
             .find(|(_, provider)| provider.issues(issuer) && !provider.is_opaque())
+            .map(|(index, provider)| (ProviderIndex::new(index), provider))
+    }
+
+    /// The provider at `index`.
+    pub fn provider(&self, index: ProviderIndex) -> Option<&Provider> {
+        self.providers.get(index.position())
     }
 
     /// The provider of opaque tokens (at most one), with its position.
     pub fn opaque_provider(&self) -> Option<(ProviderIndex, &Provider)> {
         let index = self.opaque_provider?;
-        self.providers.get(index).map(|provider| (index, provider))
+        self.provider(index).map(|provider| (index, provider))
     }
 }
 
@@ -789,7 +795,10 @@ fn validate(raw: RawConfig) -> Result<Loaded, ConfigError> {
             device,
             reads_all_headers: has_rego,
             address_lists,
-            opaque_provider: providers.iter().position(Provider::is_opaque),
+            opaque_provider: providers
+                .iter()
+                .position(Provider::is_opaque)
+                .map(ProviderIndex::new),
             providers,
             rules,
             max_token_bytes,
@@ -866,7 +875,7 @@ fn read_headers(
     }
     if let Some(device) = device {
         let header = providers
-            .get(device.provider)
+            .get(device.provider.position())
             .and_then(|provider| provider.token_sources.first())
             .and_then(|source| match source {
                 TokenSource::Header { name, .. } => Some(name.to_ascii_lowercase()),
@@ -963,7 +972,11 @@ fn validate_rules(
             rule.requirements
                 .source_ips
                 .as_ref()
-                .is_some_and(|condition| condition.lists().any(|named| named == index))
+                .is_some_and(|condition| {
+                    condition
+                        .lists()
+                        .any(|named| named == ListIndex::new(index))
+                })
         });
         if !used {
             return Err(error(
@@ -1031,7 +1044,7 @@ fn token_sources_and_identity_headers(
     for (index, provider) in providers.iter().enumerate() {
         // Device tokens are looked for only where a rule requires one: their header is not a
         // place for the user's token, nor a second token next to it.
-        let sources = if device_provider == Some(index) {
+        let sources = if device_provider == Some(ProviderIndex::new(index)) {
             &[][..]
         } else {
             &provider.token_sources[..]
@@ -1897,6 +1910,7 @@ fn validate_action(
                         providers
                             .iter()
                             .position(|provider| *provider.name == **name)
+                            .map(ProviderIndex::new)
                             .ok_or_else(|| {
                                 error(
                                     format!("{field}.providers[{index}]"),
@@ -1945,7 +1959,7 @@ fn validate_device(
         ));
     }
     let named_by_rule = rules.iter().position(|rule| {
-        matches!(&rule.action, RuleAction::RequireToken(accepted) if accepted.contains(&index))
+        matches!(&rule.action, RuleAction::RequireToken(accepted) if accepted.contains(&ProviderIndex::new(index)))
     });
     if let Some(rule) = named_by_rule {
         return Err(error(
@@ -1973,7 +1987,7 @@ fn validate_device(
         }
     };
     Ok(DevicePosture {
-        provider: index,
+        provider: ProviderIndex::new(index),
         binding,
     })
 }

@@ -9,7 +9,7 @@
 
 pub mod base {
     pub mod ids {
-        pub use crate::base::ids::ProviderIndex;
+        pub use crate::base::ids::{ListIndex, ProviderIndex};
     }
     pub mod time {
         pub use crate::base::time::UnixSeconds;

@@ -1168,7 +1168,7 @@ fn device_posture(
         rule: Arc::clone(&rule.name),
         problem,
     };
-    let Some(provider) = config.providers().get(device.provider) else {
+    let Some(provider) = config.provider(device.provider) else {
         return Err(refuse(DeviceProblem::Invalid).into());
     };
     let found = match token::extract(request, &provider.token_sources) {
@@ -1408,7 +1408,7 @@ fn remembered<'c>(
     accepted: Option<&[ProviderIndex]>,
     now: UnixSeconds,
 ) -> Remembered<'c> {
-    let Some(provider) = config.providers().get(cached.provider) else {
+    let Some(provider) = config.provider(cached.provider) else {
         return Remembered::NotHere;
     };
     if check_request(accepted, cached.provider, provider, found).is_err() {

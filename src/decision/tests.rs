@@ -861,7 +861,7 @@ fn requests_wait_for_keys_not_yet_fetched_then_get_503_if_none_come() {
     assert_eq!(
         decide_remote(&pending, &token, Attempt::First),
         Decision::Wait(Wait {
-            source: RemoteSource::Keys(0),
+            source: RemoteSource::Keys(ProviderIndex::new(0)),
             cause: WaitCause::KeysPending
         })
     );
@@ -892,7 +892,7 @@ fn an_unknown_kid_with_remote_keys_waits_for_one_refetch() {
     assert_eq!(
         decide_remote(&remote, &token, Attempt::First),
         Decision::Wait(Wait {
-            source: RemoteSource::Keys(0),
+            source: RemoteSource::Keys(ProviderIndex::new(0)),
             cause: WaitCause::UnknownKeyId
         })
     );
@@ -1848,7 +1848,7 @@ impl RemoteDocuments for FixedLists {
     }
 
     fn address_list_now(&self, list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
-        match self.0.get(list) {
+        match self.0.get(list.position()) {
             Some((Some(addresses), _)) => AddressesNow::Stale(addresses),
             Some((None, true)) => AddressesNow::Pending,
             _ => AddressesNow::Unavailable,
@@ -1944,7 +1944,7 @@ fn a_list_not_fetched_yet_makes_requests_wait_then_503_never_a_guess() {
     assert_eq!(
         decide_with_lists(&config, &pending, "/orders", "192.0.2.1", Attempt::First),
         Decision::Wait(Wait {
-            source: RemoteSource::AddressList(0),
+            source: RemoteSource::AddressList(ListIndex::new(0)),
             cause: WaitCause::ListPending,
         })
     );
@@ -2102,7 +2102,7 @@ fn answered(config: &Config, provider: usize, token: &str, answer: Value) -> Int
         _ => crate::introspection::Introspected::Inactive,
     };
     let settings = config.providers()[provider].introspection().unwrap();
-    cache.insert(provider, token, answer, settings, NOW);
+    cache.insert(ProviderIndex::new(provider), token, answer, settings, NOW);
     cache
 }
 
@@ -2118,7 +2118,7 @@ fn an_opaque_token_is_introspected_then_judged_by_the_answer() {
     assert_eq!(
         decide_introspected(&config, &empty, "/write/x", OPAQUE, Attempt::First),
         Decision::Introspect(IntrospectionNeeded {
-            provider: 2,
+            provider: ProviderIndex::new(2),
             token: OPAQUE.to_owned()
         })
     );
@@ -2245,7 +2245,7 @@ fn a_verified_jwt_is_also_introspected_when_its_provider_says_so() {
     assert_eq!(
         decide_introspected(&config, &empty, "/write/x", &jwt, Attempt::First),
         Decision::Introspect(IntrospectionNeeded {
-            provider: 0,
+            provider: ProviderIndex::new(0),
             token: jwt.clone()
         })
     );

@@ -332,9 +332,11 @@ impl<R> Sources<R> {
 
     fn source(&self, remote: RemoteSource) -> Option<(SourceId, &Source)> {
         let index = match remote {
-            RemoteSource::Keys(provider) if provider < self.provider_count => provider,
+            RemoteSource::Keys(provider) if provider.position() < self.provider_count => {
+                provider.position()
+            }
             RemoteSource::Keys(_) => return None,
-            RemoteSource::AddressList(list) => self.provider_count.checked_add(list)?,
+            RemoteSource::AddressList(list) => self.provider_count.checked_add(list.position())?,
         };
         let source = self.sources.get(index)?.as_ref()?;
         Some((SourceId(index), source))

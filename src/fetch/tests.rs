@@ -108,7 +108,10 @@ fn ok_answer() -> Answer {
 }
 
 fn has_list(sources: &Sources<&str>, now: UnixSeconds) -> bool {
-    matches!(sources.address_list_now(0, now), InForce::Fresh(_))
+    matches!(
+        sources.address_list_now(ListIndex::new(0), now),
+        InForce::Fresh(_)
+    )
 }
 
 /// Ticks a worker and, if it asks for a fetch, says the host dispatched it as `token`.
@@ -135,7 +138,13 @@ fn two_workers_race_for_the_lease_and_one_fetches_for_both() {
     let mut first = worker(1, &mut store, T0);
     let mut second = worker(2, &mut store, T0);
     assert!(second
-        .park(7, RemoteSource::AddressList(0), false, "waiting", T0)
+        .park(
+            7,
+            RemoteSource::AddressList(ListIndex::new(0)),
+            false,
+            "waiting",
+            T0
+        )
         .is_ok());
 
     assert!(
@@ -214,7 +223,7 @@ fn a_publication_against_an_outdated_record_is_refused() {
         vec![FetchEvent::Adopted(SourceKind::AddressList)]
     );
     assert!(matches!(
-        first.address_list_now(0, T0 + 1),
+        first.address_list_now(ListIndex::new(0), T0 + 1),
         InForce::Fresh(set) if set.contains("198.51.100.9".parse().unwrap())
     ));
 }
@@ -246,7 +255,13 @@ fn a_holder_that_dies_mid_fetch_is_replaced() {
     let mut dying = worker(1, &mut store, T0);
     let mut other = worker(2, &mut store, T0);
     assert!(other
-        .park(7, RemoteSource::AddressList(0), false, "waiting", T0)
+        .park(
+            7,
+            RemoteSource::AddressList(ListIndex::new(0)),
+            false,
+            "waiting",
+            T0
+        )
         .is_ok());
     assert!(tick(&mut dying, &mut store, T0, 11).0);
     drop(dying); // Never answers, never ticks again.
@@ -290,7 +305,13 @@ fn a_dispatch_the_host_refuses_is_a_failed_attempt() {
     let mut store = Store::default();
     let mut sources = worker(1, &mut store, T0);
     assert!(sources
-        .park(7, RemoteSource::AddressList(0), false, "waiting", T0)
+        .park(
+            7,
+            RemoteSource::AddressList(ListIndex::new(0)),
+            false,
+            "waiting",
+            T0
+        )
         .is_ok());
     let step = sources.tick_source(LIST_ID, &mut store, T0);
     assert!(step.dispatch.is_some());
@@ -358,7 +379,13 @@ fn a_reconfiguration_during_a_wait_releases_the_requests_and_keeps_the_news() {
     let mut old = worker(1, &mut store, T0);
     for (context, request) in [(7, "first"), (8, "second")] {
         assert!(old
-            .park(context, RemoteSource::AddressList(0), false, request, T0)
+            .park(
+                context,
+                RemoteSource::AddressList(ListIndex::new(0)),
+                false,
+                request,
+                T0
+            )
             .is_ok());
     }
     assert!(tick(&mut old, &mut store, T0, 11).0);
@@ -389,18 +416,36 @@ fn a_request_that_cannot_wait_is_given_back() {
     let mut store = Store::default();
     let mut sources = worker(1, &mut store, T0);
     assert_eq!(
-        sources.park(7, RemoteSource::AddressList(1), false, "unknown list", T0),
+        sources.park(
+            7,
+            RemoteSource::AddressList(ListIndex::new(1)),
+            false,
+            "unknown list",
+            T0
+        ),
         Err("unknown list")
     );
     assert_eq!(
-        sources.park(7, RemoteSource::Keys(0), false, "no such provider", T0),
+        sources.park(
+            7,
+            RemoteSource::Keys(ProviderIndex::new(0)),
+            false,
+            "no such provider",
+            T0
+        ),
         Err("no such provider")
     );
     // A refetch counts as an attempt at once; another within the rate limit cannot help.
     assert!(tick(&mut sources, &mut store, T0, 11).0);
     sources.on_answer(LIST_ID, ok_answer(), &mut store, T0);
     assert_eq!(
-        sources.park(7, RemoteSource::AddressList(0), true, "refetch", T0 + 1),
+        sources.park(
+            7,
+            RemoteSource::AddressList(ListIndex::new(0)),
+            true,
+            "refetch",
+            T0 + 1
+        ),
         Err("refetch")
     );
 }

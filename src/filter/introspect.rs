@@ -42,8 +42,7 @@ pub(crate) fn park(
 ) -> Result<(), OwnedRequest> {
     let settings = shared
         .config
-        .providers()
-        .get(needed.provider)
+        .provider(needed.provider)
         .and_then(Provider::introspection);
     let parked = shared.introspections.borrow_mut().calls.park(
         needed.provider,
@@ -146,7 +145,7 @@ fn finish(
     answer: Result<introspection::Introspected, IntrospectionError>,
     now: UnixSeconds,
 ) -> Vec<Waiting<OwnedRequest>> {
-    let provider = shared.config.providers().get(call.provider());
+    let provider = shared.config.provider(call.provider());
     let settings = provider.and_then(Provider::introspection);
     let finished = {
         let mut state = shared.introspections.borrow_mut();

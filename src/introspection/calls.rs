@@ -243,7 +243,12 @@ mod tests {
     fn one_call_per_token_and_the_others_join_it() {
         let settings = settings(1_000);
         let mut calls = Calls::default();
-        let parked = calls.park(0, "t1".to_owned(), Some(&settings), (1, "first"));
+        let parked = calls.park(
+            ProviderIndex::new(0),
+            "t1".to_owned(),
+            Some(&settings),
+            (1, "first"),
+        );
         let Ok(Parked::Dispatch { call, pending }) = parked else {
             panic!("the first request must dispatch");
         };
@@ -251,12 +256,27 @@ mod tests {
         assert_eq!(call.body, b"token=t1&token_type_hint=access_token");
         calls.started(pending, 77, 100);
         assert!(matches!(
-            calls.park(0, "t1".to_owned(), Some(&settings), (2, "second")),
+            calls.park(
+                ProviderIndex::new(0),
+                "t1".to_owned(),
+                Some(&settings),
+                (2, "second")
+            ),
             Ok(Parked::Joined)
         ));
         // Another token, or the same token at another provider, is another call.
-        dispatch(calls.park(0, "t2".to_owned(), Some(&settings), (3, "third")));
-        dispatch(calls.park(1, "t1".to_owned(), Some(&settings), (4, "fourth")));
+        dispatch(calls.park(
+            ProviderIndex::new(0),
+            "t2".to_owned(),
+            Some(&settings),
+            (3, "third"),
+        ));
+        dispatch(calls.park(
+            ProviderIndex::new(1),
+            "t1".to_owned(),
+            Some(&settings),
+            (4, "fourth"),
+        ));
         assert!(calls.is_parked(1) && calls.is_parked(2));
         assert!(
             !calls.is_parked(3),
@@ -264,7 +284,7 @@ mod tests {
         );
 
         let call = calls.answered(77).unwrap();
-        assert_eq!(call.provider(), 0);
+        assert_eq!(call.provider(), ProviderIndex::new(0));
         assert!(calls.answered(77).is_none(), "an answer matches once");
         let mut cache = IntrospectionCache::new(CACHE_CAPACITY);
         let finished = Calls::finish(
@@ -276,7 +296,10 @@ mod tests {
         );
         assert_eq!(finished.outcome, Ok(false));
         assert_eq!(finished.waiters, vec![(1, "first"), (2, "second")]);
-        assert_eq!(cache.get(0, "t1", 101), Some(&Introspected::Inactive));
+        assert_eq!(
+            cache.get(ProviderIndex::new(0), "t1", 101),
+            Some(&Introspected::Inactive)
+        );
         assert!(!calls.is_parked(1));
     }
 
@@ -284,18 +307,28 @@ mod tests {
     fn a_refused_dispatch_gives_the_request_back_and_leaves_no_call() {
         let settings = settings(1_000);
         let mut calls: Calls<&str> = Calls::default();
-        let pending = dispatch(calls.park(0, "t".to_owned(), Some(&settings), (1, "request")));
+        let pending = dispatch(calls.park(
+            ProviderIndex::new(0),
+            "t".to_owned(),
+            Some(&settings),
+            (1, "request"),
+        ));
         assert_eq!(pending.into_request(), "request");
         assert!(!calls.is_parked(1));
         // The next request with that token asks again instead of joining nothing.
-        dispatch(calls.park(0, "t".to_owned(), Some(&settings), (2, "again")));
+        dispatch(calls.park(
+            ProviderIndex::new(0),
+            "t".to_owned(),
+            Some(&settings),
+            (2, "again"),
+        ));
     }
 
     #[test]
     fn a_provider_without_introspection_is_refused() {
         let mut calls: Calls<&str> = Calls::default();
         assert!(matches!(
-            calls.park(0, "t".to_owned(), None, (1, "r")),
+            calls.park(ProviderIndex::new(0), "t".to_owned(), None, (1, "r")),
             Err("r")
         ));
     }
@@ -304,7 +337,12 @@ mod tests {
     fn a_late_answer_after_the_deadline_finds_nothing() {
         let settings = settings(2_500); // three seconds, plus one for the tick
         let mut calls = Calls::default();
-        let pending = dispatch(calls.park(0, "t".to_owned(), Some(&settings), (1, "r")));
+        let pending = dispatch(calls.park(
+            ProviderIndex::new(0),
+            "t".to_owned(),
+            Some(&settings),
+            (1, "r"),
+        ));
         calls.started(pending, 5, 100);
         assert!(
             calls.overdue(104).is_empty(),
@@ -322,7 +360,11 @@ mod tests {
         );
         assert_eq!(finished.outcome, Err(IntrospectionError::NoAnswer));
         assert_eq!(finished.waiters, vec![(1, "r")]);
-        assert_eq!(cache.get(0, "t", 105), None, "a failure is not remembered");
+        assert_eq!(
+            cache.get(ProviderIndex::new(0), "t", 105),
+            None,
+            "a failure is not remembered"
+        );
         assert!(
             calls.answered(5).is_none(),
             "the late answer matches no call"
@@ -333,10 +375,20 @@ mod tests {
     fn a_request_that_went_away_leaves_its_call_to_the_others() {
         let settings = settings(1_000);
         let mut calls = Calls::default();
-        let pending = dispatch(calls.park(0, "t".to_owned(), Some(&settings), (1, "gone")));
+        let pending = dispatch(calls.park(
+            ProviderIndex::new(0),
+            "t".to_owned(),
+            Some(&settings),
+            (1, "gone"),
+        ));
         calls.started(pending, 9, 100);
         assert!(matches!(
-            calls.park(0, "t".to_owned(), Some(&settings), (2, "stays")),
+            calls.park(
+                ProviderIndex::new(0),
+                "t".to_owned(),
+                Some(&settings),
+                (2, "stays")
+            ),
             Ok(Parked::Joined)
         ));
         calls.forget(1);
@@ -357,11 +409,21 @@ mod tests {
         let settings = settings(1_000);
         let mut calls = Calls::default();
         for (id, token) in [(1, "a"), (2, "b")] {
-            let pending = dispatch(calls.park(0, token.to_owned(), Some(&settings), (id, token)));
+            let pending = dispatch(calls.park(
+                ProviderIndex::new(0),
+                token.to_owned(),
+                Some(&settings),
+                (id, token),
+            ));
             calls.started(pending, id, 100);
         }
         assert!(matches!(
-            calls.park(0, "a".to_owned(), Some(&settings), (3, "a2")),
+            calls.park(
+                ProviderIndex::new(0),
+                "a".to_owned(),
+                Some(&settings),
+                (3, "a2")
+            ),
             Ok(Parked::Joined)
         ));
         let mut released = calls.take_all();
@@ -376,22 +438,38 @@ mod tests {
         let mut calls = Calls::default();
         for id in 0..MAX_CALLS {
             let token = format!("t{id}");
-            let pending = dispatch(calls.park(0, token, Some(&settings), (0, id)));
+            let pending =
+                dispatch(calls.park(ProviderIndex::new(0), token, Some(&settings), (0, id)));
             calls.started(pending, u32::try_from(id).unwrap(), 100);
         }
         assert!(matches!(
-            calls.park(0, "one more".to_owned(), Some(&settings), (0, usize::MAX)),
+            calls.park(
+                ProviderIndex::new(0),
+                "one more".to_owned(),
+                Some(&settings),
+                (0, usize::MAX)
+            ),
             Err(usize::MAX)
         ));
         // Joining needs no new call, until the waiting requests reach their own bound.
         for waiter in MAX_CALLS..MAX_WAITING {
             assert!(matches!(
-                calls.park(0, "t0".to_owned(), Some(&settings), (0, waiter)),
+                calls.park(
+                    ProviderIndex::new(0),
+                    "t0".to_owned(),
+                    Some(&settings),
+                    (0, waiter)
+                ),
                 Ok(Parked::Joined)
             ));
         }
         assert!(matches!(
-            calls.park(0, "t0".to_owned(), Some(&settings), (0, usize::MAX)),
+            calls.park(
+                ProviderIndex::new(0),
+                "t0".to_owned(),
+                Some(&settings),
+                (0, usize::MAX)
+            ),
             Err(usize::MAX)
         ));
     }

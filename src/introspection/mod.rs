@@ -353,33 +353,75 @@ mod tests {
     fn active_answers_are_trusted_until_exp_or_cache_seconds_inactive_briefly() {
         let mut cache = IntrospectionCache::new(10);
         let settings = settings();
-        cache.insert(0, "long", active(json!({"exp": T0 + 3_600})), &settings, T0);
-        cache.insert(0, "short", active(json!({"exp": T0 + 5})), &settings, T0);
-        cache.insert(0, "no-exp", active(json!({})), &settings, T0);
-        cache.insert(0, "revoked", Introspected::Inactive, &settings, T0);
-        assert!(cache.get(0, "long", T0 + 59).is_some());
+        cache.insert(
+            ProviderIndex::new(0),
+            "long",
+            active(json!({"exp": T0 + 3_600})),
+            &settings,
+            T0,
+        );
+        cache.insert(
+            ProviderIndex::new(0),
+            "short",
+            active(json!({"exp": T0 + 5})),
+            &settings,
+            T0,
+        );
+        cache.insert(
+            ProviderIndex::new(0),
+            "no-exp",
+            active(json!({})),
+            &settings,
+            T0,
+        );
+        cache.insert(
+            ProviderIndex::new(0),
+            "revoked",
+            Introspected::Inactive,
+            &settings,
+            T0,
+        );
+        assert!(cache.get(ProviderIndex::new(0), "long", T0 + 59).is_some());
         assert!(
-            cache.get(0, "long", T0 + 60).is_none(),
+            cache.get(ProviderIndex::new(0), "long", T0 + 60).is_none(),
             "cache_seconds bounds it"
         );
-        assert!(cache.get(0, "short", T0 + 4).is_some());
-        assert!(cache.get(0, "short", T0 + 5).is_none(), "exp bounds it");
-        assert!(cache.get(0, "no-exp", T0 + 59).is_some());
+        assert!(cache.get(ProviderIndex::new(0), "short", T0 + 4).is_some());
+        assert!(
+            cache.get(ProviderIndex::new(0), "short", T0 + 5).is_none(),
+            "exp bounds it"
+        );
+        assert!(cache
+            .get(ProviderIndex::new(0), "no-exp", T0 + 59)
+            .is_some());
         assert_eq!(
-            cache.get(0, "revoked", T0 + 9),
+            cache.get(ProviderIndex::new(0), "revoked", T0 + 9),
             Some(&Introspected::Inactive)
         );
-        assert!(cache.get(0, "revoked", T0 + 10).is_none());
+        assert!(cache
+            .get(ProviderIndex::new(0), "revoked", T0 + 10)
+            .is_none());
         assert!(
-            cache.get(1, "long", T0).is_none(),
+            cache.get(ProviderIndex::new(1), "long", T0).is_none(),
             "answers are per provider"
         );
-        assert!(cache.get(0, "lon", T0).is_none(), "and per whole token");
+        assert!(
+            cache.get(ProviderIndex::new(0), "lon", T0).is_none(),
+            "and per whole token"
+        );
         // Every answer serves the requests that waited for it, this second at least: an
         // active answer already past its `exp` (the decision refuses it as expired).
-        cache.insert(0, "expired", active(json!({"exp": T0 - 5})), &settings, T0);
-        assert!(cache.get(0, "expired", T0).is_some());
-        assert!(cache.get(0, "expired", T0 + 1).is_none());
+        cache.insert(
+            ProviderIndex::new(0),
+            "expired",
+            active(json!({"exp": T0 - 5})),
+            &settings,
+            T0,
+        );
+        assert!(cache.get(ProviderIndex::new(0), "expired", T0).is_some());
+        assert!(cache
+            .get(ProviderIndex::new(0), "expired", T0 + 1)
+            .is_none());
     }
 
     #[test]
@@ -388,15 +430,27 @@ mod tests {
         let settings = settings();
         for round in 0..5 {
             for token in ["a", "b", "c", "d"] {
-                cache.insert(0, token, Introspected::Inactive, &settings, T0 + round);
+                cache.insert(
+                    ProviderIndex::new(0),
+                    token,
+                    Introspected::Inactive,
+                    &settings,
+                    T0 + round,
+                );
             }
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(0, "a", T0 + 4).is_none());
-        assert!(cache.get(0, "d", T0 + 4).is_some());
+        assert!(cache.get(ProviderIndex::new(0), "a", T0 + 4).is_none());
+        assert!(cache.get(ProviderIndex::new(0), "d", T0 + 4).is_some());
         assert!(cache.entries.queue_len() <= 6);
         let mut disabled = IntrospectionCache::new(0);
-        disabled.insert(0, "a", Introspected::Inactive, &settings, T0);
+        disabled.insert(
+            ProviderIndex::new(0),
+            "a",
+            Introspected::Inactive,
+            &settings,
+            T0,
+        );
         assert!(disabled.is_empty());
     }
 }

@@ -314,6 +314,7 @@ pub(crate) fn validate_address_condition(
                 list_names
                     .iter()
                     .position(|known| known == wanted)
+                    .map(ListIndex::new)
                     .ok_or_else(|| {
                         (
                             format!("{field}.{name}[{index}]"),
@@ -552,7 +553,7 @@ mod tests {
     impl AddressLists for FixedLists {
         fn address_list(&self, list: ListIndex) -> Result<&AddressSet, ListMissing> {
             self.0
-                .get(list)
+                .get(list.position())
                 .and_then(Option::as_ref)
                 .ok_or(ListMissing {
                     list,
@@ -656,20 +657,20 @@ mod tests {
             None,
         ]);
         let deny_listed = AddressCondition {
-            any_lists: vec![0],
+            any_lists: vec![ListIndex::new(0)],
             ..AddressCondition::default()
         };
         assert_eq!(deny_listed.holds(Some(ip("203.0.113.9")), &lists), Ok(true));
         assert_eq!(deny_listed.holds(Some(ip("192.0.2.1")), &lists), Ok(false));
         let not_listed = AddressCondition {
-            not_lists: vec![0],
+            not_lists: vec![ListIndex::new(0)],
             ..AddressCondition::default()
         };
         assert_eq!(not_listed.holds(Some(ip("203.0.113.9")), &lists), Ok(false));
         assert_eq!(not_listed.holds(Some(ip("192.0.2.1")), &lists), Ok(true));
         let inline_or_list = AddressCondition {
             any: Some(vec![cidr("10.0.0.0/8")]),
-            any_lists: vec![0],
+            any_lists: vec![ListIndex::new(0)],
             ..AddressCondition::default()
         };
         assert_eq!(inline_or_list.holds(Some(ip("10.1.1.1")), &lists), Ok(true));
@@ -682,13 +683,13 @@ mod tests {
             Ok(false)
         );
         let missing = AddressCondition {
-            not_lists: vec![1],
+            not_lists: vec![ListIndex::new(1)],
             ..AddressCondition::default()
         };
         assert_eq!(
             missing.holds(Some(ip("192.0.2.1")), &lists),
             Err(ListMissing {
-                list: 1,
+                list: ListIndex::new(1),
                 pending: false
             })
         );

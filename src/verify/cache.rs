@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn a_disabled_cache_neither_hashes_nor_stores() {
         let mut cache = TokenCache::new(0);
-        cache.insert("a.b.c", entry(0));
+        cache.insert("a.b.c", entry(ProviderIndex::new(0)));
         assert!(cache.is_empty());
         assert_eq!(cache.get("a.b.c"), None);
     }
@@ -125,8 +125,8 @@ mod tests {
     #[test]
     fn a_hit_is_the_same_token_only() {
         let mut cache = TokenCache::new(10);
-        cache.insert("a.b.c", entry(1));
-        assert_eq!(cache.get("a.b.c"), Some(&entry(1)));
+        cache.insert("a.b.c", entry(ProviderIndex::new(1)));
+        assert_eq!(cache.get("a.b.c"), Some(&entry(ProviderIndex::new(1))));
         assert_eq!(cache.get("a.b.d"), None);
         assert_eq!(cache.get("a.b.c "), None);
         cache.remove("a.b.c");
@@ -137,7 +137,7 @@ mod tests {
     fn a_flood_of_distinct_tokens_stays_within_capacity_oldest_out_first() {
         let mut cache = TokenCache::new(100);
         for index in 0..100_000 {
-            cache.insert(&format!("token-{index}"), entry(0));
+            cache.insert(&format!("token-{index}"), entry(ProviderIndex::new(0)));
             assert!(cache.len() <= 100);
             assert!(cache.entries.queue_len() <= 200);
         }
@@ -151,15 +151,15 @@ mod tests {
     fn removals_and_reinsertions_keep_the_queue_bounded() {
         let mut cache = TokenCache::new(3);
         for _ in 0..1_000 {
-            cache.insert("same", entry(0));
+            cache.insert("same", entry(ProviderIndex::new(0)));
             cache.remove("same");
-            cache.insert("same", entry(0));
+            cache.insert("same", entry(ProviderIndex::new(0)));
             assert!(cache.entries.queue_len() <= 6);
         }
         assert_eq!(cache.len(), 1);
         // Stale queue entries of the re-inserted token evict nothing.
         for name in ["one", "two"] {
-            cache.insert(name, entry(0));
+            cache.insert(name, entry(ProviderIndex::new(0)));
         }
         assert_eq!(cache.len(), 3);
         assert!(cache.get("same").is_some());

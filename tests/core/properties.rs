@@ -22,7 +22,7 @@
 )]
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::testing::base::ids::ProviderIndex;
+use wasm_jwt_authn::testing::base::ids::{ListIndex, ProviderIndex};
 use wasm_jwt_authn::testing::base::time::UnixSeconds;
 use wasm_jwt_authn::testing::config::{Config, KeySource};
 use wasm_jwt_authn::testing::decision::{authenticate, Attempt, Decision, Services};
@@ -173,7 +173,7 @@ impl RemoteDocuments for AlwaysFresh {
         KeysNow::Fresh(&self.0)
     }
 
-    fn address_list_now(&self, _list: usize, _now: UnixSeconds) -> AddressesNow<'_> {
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
         AddressesNow::Unavailable
     }
 }
