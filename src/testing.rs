@@ -8,6 +8,9 @@
 //! responses, the headers and the stats `DESIGN.md` describes.
 
 pub mod base {
+    pub mod http {
+        pub use crate::base::http::HttpUri;
+    }
     pub mod ids {
         pub use crate::base::ids::{ListIndex, ProviderIndex};
     }
@@ -52,7 +55,11 @@ pub mod request {
 
 pub mod fetch {
     pub mod remote {
-        pub use crate::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
+        pub use crate::fetch::remote::{
+            refresh_interval, AddressesNow, Document, Fetcher, KeysNow, Lease, Location, Poll,
+            Progress, RemoteDocuments, RemoteSettings, SharedDocument, SharedRecord,
+            MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS,
+        };
     }
 }
 
@@ -63,7 +70,7 @@ pub mod introspection {
 pub mod config {
     #[cfg(feature = "schema")]
     pub use crate::config::schema;
-    pub use crate::config::{Config, KeySource};
+    pub use crate::config::{Config, KeySource, DEFAULT_MAX_TOKEN_BYTES};
 }
 
 pub mod decision {

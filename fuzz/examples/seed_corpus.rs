@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::remote::{Lease, SharedDocument, SharedKeys};
+use wasm_jwt_authn::testing::fetch::remote::{Lease, SharedDocument, SharedRecord};
 use wasm_jwt_authn_fuzz::support::{b64url, jwks, sign_raw, token, TestKey};
 use wasm_jwt_authn_fuzz::{
     config_document, corp_claims, partner_claims, remote_claims, AUDIENCE, CORP_KEYS, ISSUER, NOW,
@@ -533,12 +533,12 @@ fn discoveries() {
 fn shared_records() {
     let mut corpus = Corpus::new("shared_records");
     let document = serde_json::to_vec(&jwks(&[TestKey::P256, TestKey::Ed25519])).unwrap();
-    let record = |keys: Option<SharedDocument>, failures: u32| SharedKeys {
+    let record = |document: Option<SharedDocument>, failures: u32| SharedRecord {
         generation: 3,
         attempted_at: NOW,
         next_fetch_at: NOW + 600,
         failures,
-        keys,
+        document,
     };
     let fetched = SharedDocument {
         fetched_at: NOW,

@@ -3,10 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::config::Config;
-use wasm_jwt_authn::decision::NoRemoteKeys;
-use wasm_jwt_authn::token::Request;
-use wasm_jwt_authn_fuzz::{decide_fully, fixture};
+use wasm_jwt_authn::testing::config::Config;
+use wasm_jwt_authn::testing::request::Request;
+use wasm_jwt_authn_fuzz::{decide_fully, fixture, NoRemoteDocuments};
 
 fuzz_target!(|data: &[u8]| {
     let loaded = match Config::from_json(data) {
@@ -21,8 +20,8 @@ fuzz_target!(|data: &[u8]| {
         std::hint::black_box(format!("{provider}: {} {:?}", skipped.reason, skipped.id));
     }
     let config = &loaded.config;
-    assert!(!config.providers.is_empty());
-    assert!(config.max_token_bytes > 0);
+    assert!(!config.providers().is_empty());
+    assert!(config.max_token_bytes() > 0);
     let token = fixture().corp_tokens.first().map_or("", String::as_str);
     let bearer = vec![("authorization".to_owned(), format!("Bearer {token}"))];
     let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
@@ -39,8 +38,9 @@ fuzz_target!(|data: &[u8]| {
             method,
             path,
             headers,
+            source_address: None,
         };
-        decide_fully(config, &NoRemoteKeys, &request);
+        decide_fully(config, &NoRemoteDocuments, &request);
         decide_fully(config, &fixture().remote, &request);
     }
 });

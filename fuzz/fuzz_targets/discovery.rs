@@ -5,13 +5,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::algorithm::Algorithm;
-use wasm_jwt_authn::remote::{Document, KeyFetcher, KeyLocation, KeysNow, Poll, Progress, RemoteKeys, SharedKeys};
-use wasm_jwt_authn::base::http::HttpUri;
+use wasm_jwt_authn::testing::base::http::HttpUri;
+use wasm_jwt_authn::testing::fetch::remote::{
+    Document, Fetcher, KeysNow, Location, Poll, Progress, RemoteSettings, SharedRecord,
+};
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
 use wasm_jwt_authn_fuzz::{ISSUER, NOW};
 
-fn settings(location: KeyLocation, lenient: bool) -> RemoteKeys {
-    RemoteKeys {
+fn settings(location: Location, lenient: bool) -> RemoteSettings {
+    RemoteSettings {
         location,
         upstream: "idp".to_owned(),
         jwks_upstream: lenient.then(|| "keys".to_owned()),
@@ -28,21 +30,23 @@ fn uri(text: &str) -> HttpUri {
 }
 
 /// Answers the call in flight with `body`; on new keys, checks them and their published record.
-fn answer(fetcher: &mut KeyFetcher, cache_control: Option<&str>, body: &[u8]) -> Option<Progress> {
+fn answer(
+    fetcher: &mut Fetcher,
+    settings: &RemoteSettings,
+    cache_control: Option<&str>,
+    body: &[u8],
+) -> Option<Progress> {
     let progress = fetcher.on_response(NOW, 200, cache_control, body).ok()?;
-    if let Progress::KeysUpdated { .. } = progress {
+    if let Progress::Updated { .. } = progress {
         assert!(matches!(fetcher.keys(NOW), KeysNow::Fresh(keys) if !keys.is_empty()));
         let fetched = fetcher.fetched().expect("keys were just installed");
         assert!(fetched.refresh_at > NOW, "a refresh is scheduled ahead");
         let shared = fetcher.to_share();
-        assert_eq!(SharedKeys::decode(&shared.encode()).as_ref(), Some(&shared));
-        let mut other = KeyFetcher::new(
-            fetcher.settings().clone(),
-            ISSUER,
-            &Algorithm::ALL,
-            NOW,
-            999,
+        assert_eq!(
+            SharedRecord::decode(&shared.encode()).as_ref(),
+            Some(&shared)
         );
+        let mut other = Fetcher::for_keys(settings.clone(), ISSUER, &Algorithm::ALL, NOW, 999);
         assert_eq!(
             other.adopt(&shared),
             Ok(true),
@@ -60,17 +64,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let location = uri("https://idp.example.com/.well-known/openid-configuration");
     for lenient in [false, true] {
-        let mut fetcher = KeyFetcher::new(
-            settings(KeyLocation::Discovery(location.clone()), lenient),
-            ISSUER,
-            &Algorithm::ALL,
-            NOW,
-            500,
-        );
+        let settings = settings(Location::Discovery(location.clone()), lenient);
+        let mut fetcher = Fetcher::for_keys(settings.clone(), ISSUER, &Algorithm::ALL, NOW, 500);
         assert_eq!(fetcher.poll(NOW), Poll::Due);
         let (document, _) = fetcher.start(NOW);
         assert_eq!(document, Document::Discovery);
-        if answer(&mut fetcher, None, discovery) != Some(Progress::Discovered) {
+        if answer(&mut fetcher, &settings, None, discovery) != Some(Progress::Discovered) {
             assert!(!fetcher.in_flight());
             continue;
         }
@@ -81,20 +80,12 @@ fuzz_target!(|data: &[u8]| {
         if !lenient {
             assert_eq!(request.uri.authority, location.authority);
         }
-        answer(&mut fetcher, Some("public, max-age=300"), jwks);
+        answer(&mut fetcher, &settings, Some("public, max-age=300"), jwks);
         assert!(!fetcher.in_flight());
     }
 
-    let mut fetcher = KeyFetcher::new(
-        settings(
-            KeyLocation::Jwks(uri("https://idp.example.com/jwks")),
-            false,
-        ),
-        ISSUER,
-        &[Algorithm::Es256],
-        NOW,
-        0,
-    );
+    let settings = settings(Location::Direct(uri("https://idp.example.com/jwks")), false);
+    let mut fetcher = Fetcher::for_keys(settings.clone(), ISSUER, &[Algorithm::Es256], NOW, 0);
     fetcher.start(NOW);
-    answer(&mut fetcher, None, data);
+    answer(&mut fetcher, &settings, None, data);
 });

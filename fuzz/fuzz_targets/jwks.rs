@@ -6,13 +6,13 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use wasm_jwt_authn::algorithm::Algorithm;
-use wasm_jwt_authn::config::Config;
-use wasm_jwt_authn::decision::{Decision, NoRemoteKeys};
-use wasm_jwt_authn::jwks::KeySet;
-use wasm_jwt_authn::token::Request;
+use wasm_jwt_authn::testing::config::Config;
+use wasm_jwt_authn::testing::decision::Decision;
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
+use wasm_jwt_authn::testing::jose::jwks::KeySet;
+use wasm_jwt_authn::testing::request::Request;
 use wasm_jwt_authn_fuzz::support::jwks;
-use wasm_jwt_authn_fuzz::{decide_fully, fixture, AUDIENCE, CORP_KEYS, ISSUER};
+use wasm_jwt_authn_fuzz::{decide_fully, fixture, NoRemoteDocuments, AUDIENCE, CORP_KEYS, ISSUER};
 
 /// The fixture keys as parsed, by `kid`, in their `Debug` form (the only comparison the key
 /// types share).
@@ -70,8 +70,9 @@ fuzz_target!(|data: &[u8]| {
             method: "GET",
             path: "/orders",
             headers: &headers,
+            source_address: None,
         };
-        let decision = decide_fully(&loaded.config, &NoRemoteKeys, &request);
+        let decision = decide_fully(&loaded.config, &NoRemoteDocuments, &request);
         if let Decision::Allow(_) = decision {
             let (_, expected) = fixture_keys()
                 .iter()

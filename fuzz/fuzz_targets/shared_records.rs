@@ -4,18 +4,21 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::algorithm::Algorithm;
-use wasm_jwt_authn::remote::{refresh_interval, KeyFetcher, KeyLocation, Lease, RemoteKeys, SharedKeys, MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS};
-use wasm_jwt_authn::base::http::HttpUri;
+use wasm_jwt_authn::testing::base::http::HttpUri;
+use wasm_jwt_authn::testing::fetch::remote::{
+    refresh_interval, Fetcher, Lease, Location, RemoteSettings, SharedRecord, MAX_REFRESH_SECONDS,
+    MIN_REFRESH_SECONDS,
+};
+use wasm_jwt_authn::testing::jose::algorithm::Algorithm;
 use wasm_jwt_authn_fuzz::{ISSUER, NOW};
 
 const CONFIGURED_REFRESH: u64 = 600;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(shared) = SharedKeys::decode(data) {
-        assert_eq!(SharedKeys::decode(&shared.encode()), Some(shared.clone()));
-        let settings = RemoteKeys {
-            location: KeyLocation::Jwks(
+    if let Some(shared) = SharedRecord::decode(data) {
+        assert_eq!(SharedRecord::decode(&shared.encode()), Some(shared.clone()));
+        let settings = RemoteSettings {
+            location: Location::Direct(
                 HttpUri::parse("https://idp.example.com/jwks").expect("fixed URI"),
             ),
             upstream: "idp".to_owned(),
@@ -26,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             min_refetch_seconds: 30,
             allow_http: false,
         };
-        let mut fetcher = KeyFetcher::new(settings, ISSUER, &Algorithm::ALL, NOW, 250);
+        let mut fetcher = Fetcher::for_keys(settings, ISSUER, &Algorithm::ALL, NOW, 250);
         if fetcher.adopt(&shared) == Ok(true) {
             std::hint::black_box(fetcher.keys(NOW));
             std::hint::black_box(fetcher.keys(i64::MAX));

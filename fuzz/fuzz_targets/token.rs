@@ -4,9 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasm_jwt_authn::config::DEFAULT_MAX_TOKEN_BYTES;
-use wasm_jwt_authn::decision::Decision;
-use wasm_jwt_authn::token::{self, Request};
+use wasm_jwt_authn::testing::config::DEFAULT_MAX_TOKEN_BYTES;
+use wasm_jwt_authn::testing::decision::Decision;
+use wasm_jwt_authn::testing::jose::token as jws;
+use wasm_jwt_authn::testing::request::{token, Request};
 use wasm_jwt_authn_fuzz::{decide_fully, fixture};
 
 type Headers = Vec<(String, String)>;
@@ -23,14 +24,14 @@ fuzz_target!(|data: &[u8]| {
     let fixture = fixture();
     let config = &fixture.config;
 
-    if let Ok(parsed) = token::parse(input, DEFAULT_MAX_TOKEN_BYTES) {
+    if let Ok(parsed) = jws::parse(input, DEFAULT_MAX_TOKEN_BYTES) {
         // The signature covers exactly the first two segments as they came.
         let signature_segment = input
-            .strip_prefix(parsed.signing_input)
+            .strip_prefix(parsed.signing_input())
             .and_then(|rest| rest.strip_prefix('.'))
             .expect("the signing input is the token up to its last dot");
         assert!(!signature_segment.contains('.'));
-        assert!(parsed.signing_input.ends_with(parsed.encoded_payload));
+        assert!(parsed.signing_input().ends_with(parsed.encoded_payload()));
     }
 
     // The input as a token in each kind of source, as a whole credential header, and as the
@@ -69,16 +70,17 @@ fuzz_target!(|data: &[u8]| {
             method: "GET",
             path: &path,
             headers,
+            source_address: None,
         };
         if let Decision::Allow(allowed) = decide_fully(config, &fixture.remote, &request) {
             assert!(
-                allowed.provider.is_some(),
+                allowed.caller.provider().is_some(),
                 "allowed without a provider: {allowed:?}"
             );
-            let found = token::extract(&request, &config.token_sources)
+            let found = token::extract(&request, config.token_sources())
                 .expect("an allowed request has one token")
                 .expect("an allowed request on a token route has a token");
-            assert!(token::parse(found.value, config.max_token_bytes).is_ok());
+            assert!(jws::parse(found.value, config.max_token_bytes()).is_ok());
         }
     }
 
@@ -88,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
         method,
         path: input,
         headers: &headers,
+        source_address: None,
     };
     decide_fully(config, &fixture.remote, &request);
 });

@@ -8,14 +8,16 @@
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use wasm_jwt_authn::testing::config::{Config, ProviderIndex};
-use wasm_jwt_authn::testing::jose::signature::Portable;
-use wasm_jwt_authn::testing::decision::{authenticate, Attempt, Decision, RemoteKeyLookup, Services};
-use wasm_jwt_authn::testing::verify::cache::TokenCache;
+use wasm_jwt_authn::testing::base::ids::{ListIndex, ProviderIndex};
+use wasm_jwt_authn::testing::base::time::UnixSeconds;
+use wasm_jwt_authn::testing::config::Config;
+use wasm_jwt_authn::testing::decision::{authenticate, Attempt, Decision, Services};
+use wasm_jwt_authn::testing::fetch::remote::{AddressesNow, KeysNow, RemoteDocuments};
+use wasm_jwt_authn::testing::introspection::IntrospectionCache;
 use wasm_jwt_authn::testing::jose::jwks::KeySet;
-use wasm_jwt_authn::testing::fetch::remote::KeysNow;
+use wasm_jwt_authn::testing::jose::signature::Portable;
 use wasm_jwt_authn::testing::request::Request;
-use wasm_jwt_authn::testing::verify::UnixSeconds;
+use wasm_jwt_authn::testing::verify::cache::TokenCache;
 
 #[path = "../../tests/support/mod.rs"]
 pub mod support;
@@ -99,9 +101,26 @@ pub struct FixedRemoteKeys {
     pub keys: KeySet,
 }
 
-impl RemoteKeyLookup for FixedRemoteKeys {
+impl RemoteDocuments for FixedRemoteKeys {
     fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
         KeysNow::Fresh(&self.keys)
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
+    }
+}
+
+/// No remote documents at all: every provider's keys and every address list are unavailable.
+pub struct NoRemoteDocuments;
+
+impl RemoteDocuments for NoRemoteDocuments {
+    fn keys_now(&self, _provider: ProviderIndex, _now: UnixSeconds) -> KeysNow<'_> {
+        KeysNow::Unavailable
+    }
+
+    fn address_list_now(&self, _list: ListIndex, _now: UnixSeconds) -> AddressesNow<'_> {
+        AddressesNow::Unavailable
     }
 }
 
@@ -159,12 +178,13 @@ pub fn remote_claims() -> Value {
 /// decision.
 pub fn decide_fully(
     config: &Config,
-    remote: &dyn RemoteKeyLookup,
+    remote: &dyn RemoteDocuments,
     request: &Request<'_>,
 ) -> Decision {
     let decide = |attempt| {
         let mut services = Services {
-            remote_keys: remote,
+            remote,
+            introspections: &IntrospectionCache::new(0),
             signatures: &Portable,
             token_cache: &mut TokenCache::new(0),
         };
@@ -186,13 +206,16 @@ pub fn decide_fully(
 fn render(config: &Config, decision: &Decision) {
     match decision {
         Decision::Deny(denial) => {
-            std::hint::black_box(denial.response(&config.realm));
+            std::hint::black_box(denial.response(config.realm()));
         }
         Decision::Allow(allowed) => {
             std::hint::black_box(format!("{allowed:?}"));
         }
         Decision::Wait(wait) => {
             std::hint::black_box(wait);
+        }
+        Decision::Introspect(needed) => {
+            std::hint::black_box(needed);
         }
     }
 }
