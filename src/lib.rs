@@ -55,17 +55,6 @@
 //!   each other and been bypassed; this filter accepts only the canonical form.
 //! - **Time is a parameter.** The core never reads a clock; the adapter passes `now`.
 
-// Dead code is reported in the builds with the adapter, the ones that ship and the ones clippy
-// checks (natively and for wasm32-wasip1). Without it (the core's tests under Node, the crypto
-// probe) what only the adapter calls is unused by construction, and saying so helps no one.
-#![cfg_attr(
-    not(all(
-        feature = "filter",
-        not(all(target_arch = "wasm32", target_os = "unknown"))
-    )),
-    allow(dead_code)
-)]
-
 // In layer order (blank lines keep rustfmt from sorting them).
 pub(crate) mod base;
 

@@ -58,3 +58,41 @@ pub fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a 
 pub fn status_of(headers: &[(String, String)]) -> Option<u16> {
     header_of(headers, ":status").and_then(|status| status.parse().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_header_is_found_in_any_case_and_the_first_one_counts() {
+        let answer = headers(&[
+            ("Cache-Control", "max-age=60"),
+            ("cache-control", "no-store"),
+        ]);
+        assert_eq!(header_of(&answer, "cache-control"), Some("max-age=60"));
+        assert_eq!(header_of(&answer, "CACHE-CONTROL"), Some("max-age=60"));
+        assert_eq!(header_of(&answer, "etag"), None);
+    }
+
+    #[test]
+    fn a_status_is_a_three_digit_number_or_none() {
+        let status = |value: &str| status_of(&headers(&[(":status", value)]));
+        assert_eq!(status("200"), Some(200));
+        assert_eq!(status("503"), Some(503));
+        assert_eq!(status("20x"), None);
+        assert_eq!(status(" 200"), None);
+        assert_eq!(status("70000"), None, "not a u16");
+        assert_eq!(status_of(&headers(&[(":STATUS", "401")])), Some(401));
+        assert_eq!(status_of(&[]), None, "a call that never completed");
+    }
+}

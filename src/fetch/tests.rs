@@ -466,3 +466,117 @@ fn workers_get_distinct_ids() {
     let ids: Vec<_> = (0..3).map(|_| allocate_worker_id(&mut store)).collect();
     assert_eq!(ids, vec![Some(1), Some(2), Some(3)]);
 }
+
+fn keys_spec(now: UnixSeconds) -> SourceSpec {
+    let settings = RemoteSettings {
+        location: Location::Direct(HttpUri::parse("https://idp.example/jwks").unwrap()),
+        upstream: "idp".to_owned(),
+        jwks_upstream: None,
+        timeout_ms: TIMEOUT_MS,
+        refresh_seconds: 600,
+        max_stale_seconds: 3_600,
+        min_refetch_seconds: 30,
+        allow_http: false,
+    };
+    SourceSpec::keys(
+        "corp",
+        "https://idp.example",
+        &[Algorithm::Es256],
+        &settings,
+        now,
+        0,
+    )
+}
+
+/// One fetch of `id` by `sources`, answered with `answer`.
+fn fetch(
+    sources: &mut Sources<&'static str>,
+    id: SourceId,
+    store: &mut Store,
+    now: UnixSeconds,
+    answer: Answer,
+) -> Step<&'static str> {
+    let step = sources.tick_source(id, store, now);
+    let dispatch = step.dispatch.expect("a fetch is due");
+    assert_eq!(dispatch.request.upstream, "idp");
+    sources.dispatched(id, Ok(1), store, now);
+    sources.on_answer(id, answer, store, now)
+}
+
+#[test]
+fn a_worker_refusing_for_want_of_keys_first_adopts_those_another_worker_fetched() {
+    const CORP: ProviderIndex = ProviderIndex::new(1);
+    let mut store = Store::default();
+    // Provider 0 has inline keys: no source of its own.
+    let mut fetching = Sources::new(vec![None, Some(keys_spec(T0))], vec![], 1);
+    let mut refusing: Sources<&str> = Sources::new(vec![None, Some(keys_spec(T0))], vec![], 2);
+    fetching.create_records(&mut store);
+    refusing.create_records(&mut store);
+    assert!(Sources::<()>::new(vec![None], vec![], 3).is_empty());
+    assert!(!fetching.is_empty());
+    let ids: Vec<SourceId> = fetching.ids().collect();
+    assert_eq!(ids.iter().map(|id| id.index()).collect::<Vec<_>>(), vec![1]);
+    let id = ids[0];
+    assert_eq!(fetching.label(id), "provider \"corp\"");
+    assert_eq!(
+        fetching.gauges(id, T0),
+        Some((0, false)),
+        "nothing fetched yet"
+    );
+
+    // The first attempt fails, and the other worker adopts the failure: no keys anywhere.
+    let failed = Answer {
+        status: Some(500),
+        body: Some(b"unavailable".to_vec()),
+        cache_control: None,
+    };
+    fetch(&mut fetching, id, &mut store, T0, failed);
+    refusing.tick_source(id, &mut store, T0);
+    assert!(matches!(refusing.keys_now(CORP, T0), InForce::Unavailable));
+    assert!(
+        refusing.adopt_if_unavailable(&store, T0).is_empty(),
+        "no news"
+    );
+
+    // The retry succeeds; the other worker has not ticked since.
+    let jwks = serde_json::to_vec(&crate::support::jwks(&[crate::support::TestKey::P256])).unwrap();
+    let fetched = Answer {
+        status: Some(200),
+        body: Some(jwks),
+        cache_control: None,
+    };
+    fetch(&mut fetching, id, &mut store, T0 + 2, fetched);
+    assert!(matches!(fetching.keys_now(CORP, T0 + 2), InForce::Fresh(_)));
+    assert_eq!(fetching.gauges(id, T0 + 62), Some((60, false)));
+    assert!(matches!(
+        refusing.keys_now(CORP, T0 + 3),
+        InForce::Unavailable
+    ));
+    assert_eq!(
+        refusing.adopt_if_unavailable(&store, T0 + 3),
+        vec![FetchEvent::Adopted(SourceKind::Keys)]
+    );
+    assert!(matches!(refusing.keys_now(CORP, T0 + 3), InForce::Fresh(_)));
+    assert!(refusing.adopt_if_unavailable(&store, T0 + 3).is_empty());
+    // Past the refresh, the keys are stale until the next fetch.
+    assert_eq!(refusing.gauges(id, T0 + 2 + 600), Some((600, true)));
+}
+
+#[test]
+fn a_request_that_leaves_while_waiting_is_not_woken() {
+    let mut store = Store::default();
+    let mut sources = worker(1, &mut store, T0);
+    for context in [7, 8] {
+        let waiting_for = RemoteSource::AddressList(ListIndex::new(0));
+        assert!(sources
+            .park(context, waiting_for, false, "request", T0)
+            .is_ok());
+    }
+    assert!(tick(&mut sources, &mut store, T0, 11).0);
+    // The client of request 7 went away (the host destroyed its context).
+    sources.forget(7);
+    assert!(!sources.is_parked(7) && sources.is_parked(8));
+    let step = sources.on_answer(LIST_ID, ok_answer(), &mut store, T0);
+    let woken: Vec<u32> = step.wake.iter().map(|waiter| waiter.context_id).collect();
+    assert_eq!(woken, vec![8]);
+}

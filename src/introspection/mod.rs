@@ -252,6 +252,22 @@ mod tests {
 
     const T0: i64 = 1_800_000_000;
 
+    #[test]
+    fn failures_are_described_for_the_logs() {
+        assert_eq!(
+            read_response(None, b"").map_err(IntrospectionError::describe),
+            Err("no answer (timeout or connection failure)".to_owned())
+        );
+        assert_eq!(
+            read_response(Some(401), b"").map_err(IntrospectionError::describe),
+            Err("status 401".to_owned())
+        );
+        assert_eq!(
+            read_response(Some(200), b"[]").map_err(IntrospectionError::describe),
+            Err("not an introspection answer".to_owned())
+        );
+    }
+
     fn settings() -> IntrospectionSettings {
         IntrospectionSettings {
             endpoint: HttpUri::parse("https://idp.example.com/oauth/introspect").unwrap(),

@@ -122,6 +122,22 @@ mod tests {
     }
 
     #[test]
+    fn the_proxy_names_the_client_with_or_without_a_port() {
+        assert_eq!(
+            parse_source_address("192.0.2.1:5000"),
+            Some(ip("192.0.2.1"))
+        );
+        assert_eq!(
+            parse_source_address("[2001:db8::1]:5000"),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(parse_source_address("192.0.2.1"), Some(ip("192.0.2.1")));
+        assert_eq!(parse_source_address("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_source_address("/var/run/envoy.sock"), None);
+        assert_eq!(parse_source_address(""), None);
+    }
+
+    #[test]
     fn the_client_is_the_entry_the_trusted_proxies_wrote() {
         let headers = vec![
             (

@@ -75,3 +75,40 @@ impl<'a> Request<'a> {
         self.path.split_once('?').map(|(_path, query)| query)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn a_parked_request_reads_as_it_came() {
+        let pairs = [
+            (":method", "POST"),
+            (":path", "/orders?page=2"),
+            ("authorization", "Bearer a.b.c"),
+            ("Authorization", "Basic dXNlcg=="),
+        ];
+        let headers: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let client = "192.0.2.7".parse().ok();
+        let parked = OwnedRequest::new(headers.clone(), client);
+        let request = parked.view();
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/orders?page=2");
+        assert_eq!(request.query(), Some("page=2"));
+        assert_eq!(request.headers, headers.as_slice());
+        assert_eq!(request.source_address, client);
+        let values: Vec<&str> = request.header_values("authorization").collect();
+        assert_eq!(values, vec!["Bearer a.b.c", "Basic dXNlcg=="]);
+
+        let bare = OwnedRequest::new(Vec::new(), None);
+        let request = bare.view();
+        assert_eq!((request.method, request.path), ("", ""));
+        assert_eq!(request.query(), None);
+    }
+}
