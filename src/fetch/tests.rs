@@ -76,17 +76,22 @@ impl Store {
     }
 }
 
-fn list_spec(now: UnixSeconds) -> SourceSpec {
-    let settings = RemoteSettings {
-        location: Location::Direct(HttpUri::parse("https://lists.example/deny.txt").unwrap()),
-        upstream: "lists".to_owned(),
+/// Settings of a source at `uri`, fetched through `upstream`, with this file's timings.
+fn settings(uri: &str, upstream: &str) -> RemoteSettings {
+    RemoteSettings {
+        location: Location::Direct(HttpUri::parse(uri).unwrap()),
+        upstream: upstream.to_owned(),
         jwks_upstream: None,
         timeout_ms: TIMEOUT_MS,
         refresh_seconds: 600,
         max_stale_seconds: 3_600,
         min_refetch_seconds: 30,
         allow_http: false,
-    };
+    }
+}
+
+fn list_spec(now: UnixSeconds) -> SourceSpec {
+    let settings = settings("https://lists.example/deny.txt", "lists");
     SourceSpec::address_list("deny", &settings, now, 0)
 }
 
@@ -468,16 +473,7 @@ fn workers_get_distinct_ids() {
 }
 
 fn keys_spec(now: UnixSeconds) -> SourceSpec {
-    let settings = RemoteSettings {
-        location: Location::Direct(HttpUri::parse("https://idp.example/jwks").unwrap()),
-        upstream: "idp".to_owned(),
-        jwks_upstream: None,
-        timeout_ms: TIMEOUT_MS,
-        refresh_seconds: 600,
-        max_stale_seconds: 3_600,
-        min_refetch_seconds: 30,
-        allow_http: false,
-    };
+    let settings = settings("https://idp.example/jwks", "idp");
     SourceSpec::keys(
         "corp",
         "https://idp.example",
